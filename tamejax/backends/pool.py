@@ -1,0 +1,233 @@
+"""A pool of solver worker processes.
+
+OR-Tools solvers hold the GIL, so threads give no speed-up: a batch is spread over worker
+*processes*. Each worker is a fresh ``python -m tamejax.backends.worker`` (not a fork of a
+process that runs JAX threads, and independent of the user's ``__main__``), talks over its
+stdin/stdout pipes with length-prefixed pickles, and keeps a cache of built models
+(structure -> model), so repeated solves of the same structure only update coefficients.
+
+Failure handling: a worker that dies (or exceeds the hard deadline ``time_limit + grace``
+when a time limit is set) is replaced and its problem retried once on a fresh worker; a
+second failure gives status ``ERROR`` for that problem. Every other problem of the batch is
+unaffected, and ``map`` always returns one result per problem.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+import time
+from multiprocessing.connection import wait
+
+from tamejax.backends import HostProblem, HostResult, SolveOptions, Status, solve_host
+
+__all__ = ["WorkerPool", "get_pool", "set_workers", "get_workers"]
+
+_HEADER = struct.Struct("<Q")
+GRACE_SECONDS = 30.0
+
+
+def write_frame(stream, obj) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    chunks = []
+    while n:
+        chunk = os.read(fd, n)
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd: int):
+    (size,) = _HEADER.unpack(_read_exact(fd, _HEADER.size))
+    return pickle.loads(_read_exact(fd, size))
+
+
+class _Worker:
+    def __init__(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        env.setdefault("OMP_NUM_THREADS", "1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tamejax.backends.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            bufsize=0,
+        )
+        self.fd = self.proc.stdout.fileno()
+        self.task: int | None = None
+        self.started = 0.0
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def send(self, msg) -> None:
+        write_frame(self.proc.stdin, msg)
+
+    def kill(self) -> None:
+        try:
+            self.proc.kill()
+        except OSError:  # pragma: no cover
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            pass
+        for s in (self.proc.stdin, self.proc.stdout):
+            try:
+                s.close()
+            except OSError:  # pragma: no cover
+                pass
+
+
+class WorkerPool:
+    """``size`` solver processes; ``map`` solves a list of problems, one result each."""
+
+    def __init__(self, size: int) -> None:
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"WorkerPool: expected size >= 1, got {size!r}")
+        self.size = size
+        self.workers: list[_Worker] = []
+        self.lock = threading.Lock()
+        self.restarts = 0
+
+    def _ensure(self) -> None:
+        self.workers = [w for w in self.workers if w.proc.poll() is None]
+        while len(self.workers) < self.size:
+            self.workers.append(_Worker())
+
+    def pids(self) -> list[int]:
+        """Process ids of the live workers (starting them if needed)."""
+        with self.lock:
+            self._ensure()
+            return [w.pid for w in self.workers]
+
+    def map(self, backend: str, problems: list[HostProblem], options: SolveOptions) -> list[HostResult]:
+        with self.lock:
+            return self._map(backend, problems, options)
+
+    def _map(self, backend: str, problems: list[HostProblem], options: SolveOptions) -> list[HostResult]:
+        self._ensure()
+        results: list[HostResult | None] = [None] * len(problems)
+        attempts = [0] * len(problems)
+        pending = list(range(len(problems)))[::-1]  # pop() from the end = in order
+        deadline = None if options.time_limit is None else options.time_limit + GRACE_SECONDS
+        while pending or any(w.task is not None for w in self.workers):
+            for w in self.workers:
+                if w.task is None and pending:
+                    i = pending.pop()
+                    attempts[i] += 1
+                    w.task, w.started = i, time.monotonic()
+                    try:
+                        w.send((i, backend, problems[i], options))
+                    except (BrokenPipeError, OSError):
+                        pass  # noticed below as a dead worker
+            busy = [w for w in self.workers if w.task is not None]
+            ready = wait([w.fd for w in busy], timeout=1.0)
+            now = time.monotonic()
+            for w in busy:
+                failed = False
+                if w.fd in ready:
+                    try:
+                        i, result = read_frame(w.fd)
+                        results[i] = result
+                        w.task = None
+                        continue
+                    except (EOFError, OSError, pickle.UnpicklingError):
+                        failed = True
+                elif w.proc.poll() is not None:
+                    failed = True
+                elif deadline is not None and now - w.started > deadline:
+                    failed = True
+                if failed:
+                    i = w.task
+                    w.kill()
+                    self.restarts += 1
+                    self.workers.remove(w)
+                    self.workers.append(_Worker())
+                    if attempts[i] < 2:
+                        pending.append(i)
+                    else:
+                        results[i] = HostResult.failed(
+                            problems[i].n, Status.ERROR, "solver worker crashed twice on this problem"
+                        )
+        return results  # type: ignore[return-value]
+
+    def close(self) -> None:
+        with self.lock:
+            for w in self.workers:
+                try:
+                    w.proc.stdin.close()
+                except OSError:  # pragma: no cover
+                    pass
+            for w in self.workers:
+                try:
+                    w.proc.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    w.kill()
+            self.workers = []
+
+
+_POOL: WorkerPool | None = None
+_WORKERS: int = max(1, min(os.cpu_count() or 1, 8))
+_IN_PROCESS_CACHE: dict = {}
+_GLOBAL_LOCK = threading.Lock()
+
+
+def set_workers(n: int) -> None:
+    """Set the number of solver worker processes (``0``: solve in the calling process).
+
+    The default is the number of CPU cores (at most 8). ``0`` avoids process start-up and
+    pickling, at the price of no crash isolation and no parallelism.
+    """
+    global _WORKERS, _POOL
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"set_workers: expected an integer >= 0, got {n!r}")
+    with _GLOBAL_LOCK:
+        if _POOL is not None and _POOL.size != n:
+            _POOL.close()
+            _POOL = None
+        _WORKERS = n
+
+
+def get_workers() -> int:
+    """The configured number of worker processes."""
+    return _WORKERS
+
+
+def get_pool() -> WorkerPool | None:
+    """The process-wide pool (created on first use), or ``None`` when ``set_workers(0)``."""
+    global _POOL
+    with _GLOBAL_LOCK:
+        if _WORKERS == 0:
+            return None
+        if _POOL is None:
+            _POOL = WorkerPool(_WORKERS)
+        return _POOL
+
+
+def solve_many(backend: str, problems: list[HostProblem], options: SolveOptions) -> list[HostResult]:
+    """Solve a list of problems with the configured pool (or in-process)."""
+    pool = get_pool()
+    if pool is None:
+        return [solve_host(backend, p, options, _IN_PROCESS_CACHE) for p in problems]
+    return pool.map(backend, problems, options)
+
+
+@atexit.register
+def _shutdown() -> None:
+    if _POOL is not None:
+        _POOL.close()

@@ -1,0 +1,32 @@
+"""Entry point of a solver worker process: ``python -m tamejax.backends.worker``.
+
+Reads ``(task_id, backend, HostProblem, SolveOptions)`` frames on stdin and writes
+``(task_id, HostResult)`` frames on stdout until stdin closes. File descriptor 1 is
+redirected to stderr first, so that a solver printing to stdout cannot corrupt the protocol.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main() -> None:
+    out = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)  # solver chatter on fd 1 goes to stderr
+    sys.stdout = sys.stderr
+    from tamejax.backends import solve_host
+    from tamejax.backends.pool import read_frame, write_frame
+
+    cache: dict = {}
+    fd = sys.stdin.buffer.fileno()
+    while True:
+        try:
+            task_id, backend, problem, options = read_frame(fd)
+        except EOFError:
+            return
+        write_frame(out, (task_id, solve_host(backend, problem, options, cache)))
+
+
+if __name__ == "__main__":
+    main()
