@@ -127,7 +127,38 @@ def solve_leaves(leaves: tuple[jax.Array, ...], integrality: tuple[bool, ...], b
         return tuple(outs)
 
     outs = jax.pure_callback(host, tuple(out_shapes), *leaves, vmap_method="expand_dims")
-    return Solution(*outs)
+    return Solution(*_mark_varying(outs, leaves))
+
+
+def _varying_axes(leaves: Any) -> frozenset:
+    """Mesh axes (inside ``shard_map`` with ``check_vma=True``) along which any leaf varies."""
+    axes: set = set()
+    for leaf in leaves:
+        aval = jax.typeof(leaf)
+        mat = getattr(aval, "mat", None)  # jax >= 0.8: ManualAxisType; before: aval.vma
+        axes.update(mat.varying if mat is not None else getattr(aval, "vma", ()))
+    return frozenset(axes)
+
+
+def _match_varying(xs: Any, axes: frozenset) -> tuple[jax.Array, ...]:
+    """Cast each array to varying along ``axes`` (those it is not already varying along)."""
+    out = []
+    for x in xs:
+        missing = tuple(sorted(axes - _varying_axes((x,)), key=str))
+        if missing:
+            x = (jax.lax.pcast(x, missing, to="varying") if hasattr(jax.lax, "pcast")
+                 else jax.lax.pvary(x, missing))  # pragma: no cover - jax < 0.8
+        out.append(x)
+    return tuple(out)
+
+
+def _mark_varying(outs: tuple[jax.Array, ...], leaves: tuple[jax.Array, ...]
+                  ) -> tuple[jax.Array, ...]:
+    """Inside ``shard_map`` (``check_vma=True``), type the results as varying along every mesh
+    axis the inputs vary along: each device solves its own shard, but ``pure_callback``
+    declares its results invariant, which breaks ``grad`` (cotangent types) under shard_map."""
+    axes = _varying_axes(leaves)
+    return _match_varying(outs, axes) if axes else outs
 
 
 def _eager_check(problem: MIP, backend: str) -> None:

@@ -25,17 +25,25 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from tamejax.backends import SolveOptions, Status
 from tamejax.problem import _LEAVES, MIP
-from tamejax.solve import Solution, _eager_check, _options_from_kwargs, solve_leaves
+from tamejax.solve import (
+    Solution,
+    _eager_check,
+    _match_varying,
+    _options_from_kwargs,
+    _varying_axes,
+    solve_leaves,
+)
 
 __all__ = ["value", "value_and_solution"]
 
 
 @functools.lru_cache(maxsize=256)
 def _value_fn(integrality: tuple[bool, ...], backend: str, options: SolveOptions):
-    integ = jnp.asarray(integrality, dtype=bool)
+    integ = np.asarray(integrality, dtype=bool)  # NumPy: this closure outlives any trace
 
     @jax.custom_vjp
     def fn(*leaves):
@@ -77,6 +85,9 @@ def value_and_solution(problem: MIP, backend: str = "scip", **options: Any) -> t
     opts = _options_from_kwargs(options, duals=True)
     _eager_check(problem, backend)
     leaves = tuple(getattr(problem, k) for k in _LEAVES)
+    # Under shard_map, give every leaf the same varying axes, so that the custom VJP's
+    # cotangents match their inputs' types (JAX then psums those of replicated inputs).
+    leaves = _match_varying(leaves, _varying_axes(leaves))
     return _value_fn(problem.integrality, backend, opts)(*leaves)
 
 

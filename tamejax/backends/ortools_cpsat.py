@@ -115,7 +115,9 @@ class _CpModel:
                 f"backend `cpsat`: expected variable bounds below {big} in magnitude for these "
                 f"coefficients (64-bit overflow), got {np.max(np.abs(finite))}"
             )
-        artificial = ~np.isfinite(lo) | ~np.isfinite(hi)
+        # Row 0: lower bound artificial, row 1: upper bound artificial (a variable at its
+        # real finite bound is fine even when its other bound is artificial).
+        artificial = np.stack([~np.isfinite(lo), ~np.isfinite(hi)])
         lo = np.where(np.isfinite(lo), lo, -big).astype(np.int64)
         hi = np.where(np.isfinite(hi), hi, big).astype(np.int64)
         for j in range(n):
@@ -189,7 +191,7 @@ class CpSatBackend:
             return r
         x = np.array([m.solver.value(v) for v in m.vars], dtype=np.float64)
         dom = np.array([[m.model.proto.variables[j].domain[0], m.model.proto.variables[j].domain[1]] for j in range(p.n)])
-        if np.any(artificial & ((x <= dom[:, 0]) | (x >= dom[:, 1]))):
+        if np.any((artificial[0] & (x <= dom[:, 0])) | (artificial[1] & (x >= dom[:, 1]))):
             r = HostResult.failed(p.n, Status.ERROR, "cpsat: solution at an artificial bound (problem may be unbounded); give finite bounds")
             r.solve_time = time.perf_counter() - t0
             return r

@@ -24,7 +24,7 @@ import threading
 import time
 from multiprocessing.connection import wait
 
-from tamejax.backends import HostProblem, HostResult, SolveOptions, Status, solve_host
+from tamejax.backends import _REGISTRY, HostProblem, HostResult, SolveOptions, Status, solve_host
 
 __all__ = ["WorkerPool", "get_pool", "set_workers", "get_workers"]
 
@@ -132,7 +132,9 @@ class WorkerPool:
                     attempts[i] += 1
                     w.task, w.started = i, time.monotonic()
                     try:
-                        w.send((i, backend, problems[i], options))
+                        # The registry target travels with the task, so that backends
+                        # registered in this process (register_backend) work in workers.
+                        w.send((i, backend, _REGISTRY.get(backend), problems[i], options))
                     except (BrokenPipeError, OSError):
                         pass  # noticed below as a dead worker
             busy = [w for w in self.workers if w.task is not None]

@@ -1,6 +1,6 @@
 """Entry point of a solver worker process: ``python -m tamejax.backends.worker``.
 
-Reads ``(task_id, backend, HostProblem, SolveOptions)`` frames on stdin and writes
+Reads ``(task_id, backend, target, HostProblem, SolveOptions)`` frames on stdin and writes
 ``(task_id, HostResult)`` frames on stdout until stdin closes. File descriptor 1 is
 redirected to stderr first, so that a solver printing to stdout cannot corrupt the protocol.
 """
@@ -15,16 +15,18 @@ def main() -> None:
     out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)  # solver chatter on fd 1 goes to stderr
     sys.stdout = sys.stderr
-    from tamejax.backends import solve_host
+    from tamejax.backends import _REGISTRY, register_backend, solve_host
     from tamejax.backends.pool import read_frame, write_frame
 
     cache: dict = {}
     fd = sys.stdin.buffer.fileno()
     while True:
         try:
-            task_id, backend, problem, options = read_frame(fd)
+            task_id, backend, target, problem, options = read_frame(fd)
         except EOFError:
             return
+        if target is not None and _REGISTRY.get(backend) != target:
+            register_backend(backend, target)  # registered in the parent process
         write_frame(out, (task_id, solve_host(backend, problem, options, cache)))
 
 

@@ -1,0 +1,7 @@
+"""``python -m tamejax``: see ``tamejax.cli``."""
+
+import sys
+
+from tamejax.cli import main
+
+sys.exit(main())
