@@ -102,10 +102,14 @@ def main() -> int:
             if bad.any():
                 raise RuntimeError(f"bridge: {int(bad.sum())} problems not optimal")
             return obj
+
         return run
 
-    configs = {"plain_loop": lambda: plain_loop(data), "bridge_1_worker": run_bridge(1),
-               "bridge_2_workers": run_bridge(2)}
+    configs = {
+        "plain_loop": lambda: plain_loop(data),
+        "bridge_1_worker": run_bridge(1),
+        "bridge_2_workers": run_bridge(2),
+    }
     times: dict[str, list[float]] = {k: [] for k in configs}
     cold: dict[str, float] = {}
     reference = None
@@ -116,8 +120,7 @@ def main() -> int:
         if reference is None:
             reference = obj
         elif not np.allclose(obj, reference, rtol=0, atol=1e-6):
-            raise RuntimeError(f"{name}: objectives differ from the plain loop by "
-                               f"{np.max(np.abs(obj - reference))}")
+            raise RuntimeError(f"{name}: objectives differ from the plain loop by {np.max(np.abs(obj - reference))}")
     for _ in tqdm(range(repeats), desc="repeats", file=sys.stderr):
         for name, fn in configs.items():
             if name.startswith("bridge"):
@@ -137,8 +140,12 @@ def main() -> int:
         "items": args.items,
         "repeats": repeats,
         "seed": args.seed,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "python": platform.python_version(), "jax": jax.__version__},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "jax": jax.__version__,
+        },
         "times_s": times,
         "median_s": med,
         "cold_s": cold,
@@ -149,7 +156,7 @@ def main() -> int:
     print(f"  {'configuration':<18} {'median s':>9} {'ratio':>7} {'speed-up':>9}")
     for k, v in med.items():
         print(f"  {k:<18} {v:9.3f} {v / base:7.3f} {base / v:9.2f}x")
-    print(f"  (cold first runs: " + ", ".join(f"{k} {v:.2f}s" for k, v in cold.items()) + ")")
+    print("  (cold first runs: " + ", ".join(f"{k} {v:.2f}s" for k, v in cold.items()) + ")")
     r1 = med["bridge_1_worker"] / base
     s2 = base / med["bridge_2_workers"]
     print(f"target 1 worker <= 1.15x plain loop: {r1:.3f}x -> {'met' if r1 <= 1.15 else 'NOT met'}")

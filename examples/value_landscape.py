@@ -39,8 +39,7 @@ def main() -> int:
     A = jnp.array([[6.0, 4.0, -1.0], [1.0, 2.0, 0.0]])
 
     def z(b):
-        p = tj.MIP(c=c, A_ub=A, b_ub=jnp.stack([b, 6.0]), lb=0.0, ub=10.0,
-                   integrality=[True, True, False])
+        p = tj.MIP(c=c, A_ub=A, b_ub=jnp.stack([b, 6.0]), lb=0.0, ub=10.0, integrality=[True, True, False])
         return tj.value(p)
 
     grid = jnp.linspace(-12.0, 40.0, args.points)
@@ -53,10 +52,14 @@ def main() -> int:
     smooth = feasible & np.isfinite(fd) & (np.abs(fd) < 1e3)  # FD stencil inside one piece
     agree = smooth & (np.abs(fd - grad) < 1e-6)
     print(f"{args.points} budgets in one jit(vmap(value_and_grad)) call")
-    print(f"infeasible (z = +inf, gradient 0): {int((~feasible).sum())}; "
-          f"gradient zero there: {bool(np.all(grad[~feasible] == 0))}")
-    print(f"points where the finite-difference stencil stays on one piece: {int(smooth.sum())}; "
-          f"tamejax's derivative equals the finite difference at {int(agree.sum())} of them")
+    print(
+        f"infeasible (z = +inf, gradient 0): {int((~feasible).sum())}; "
+        f"gradient zero there: {bool(np.all(grad[~feasible] == 0))}"
+    )
+    print(
+        f"points where the finite-difference stencil stays on one piece: {int(smooth.sum())}; "
+        f"tamejax's derivative equals the finite difference at {int(agree.sum())} of them"
+    )
     print(f"distinct slopes (pieces' derivatives): {np.unique(np.round(grad[feasible], 6))}")
 
     import matplotlib

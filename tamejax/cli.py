@@ -16,8 +16,10 @@ def demo(backend: str = "scip") -> int:
     import tamejax as tj
 
     np.set_printoptions(precision=3, suppress=True, floatmode="fixed")
-    print(f"tamejax {tj.__version__} | jax {jax.__version__} | backend {backend} | "
-          f"{tj.get_workers()} solver worker process(es)\n")
+    print(
+        f"tamejax {tj.__version__} | jax {jax.__version__} | backend {backend} | "
+        f"{tj.get_workers()} solver worker process(es)\n"
+    )
 
     # Production planning: two integer products, one continuous overtime variable.
     #   minimize  -5 x0 - 4 x1 + 0.8 t
@@ -27,15 +29,16 @@ def demo(backend: str = "scip") -> int:
     c = jnp.array([-5.0, -4.0, 0.8])
     A_ub = jnp.array([[6.0, 4.0, -1.0], [1.0, 2.0, 0.0]])
     b_ub = jnp.array([24.0, 6.0])
-    problem = tj.MIP(c=c, A_ub=A_ub, b_ub=b_ub, lb=0.0, ub=10.0,
-                     integrality=[True, True, False])
+    problem = tj.MIP(c=c, A_ub=A_ub, b_ub=b_ub, lb=0.0, ub=10.0, integrality=[True, True, False])
     print("problem:", problem)
 
     t0 = time.perf_counter()
     sol = tj.solve(problem, backend=backend)
-    print(f"solve  -> status {sol.status_names()}, x = {np.asarray(sol.x)}, "
-          f"objective = {float(sol.objective):.3f}, bound = {float(sol.bound):.3f} "
-          f"({time.perf_counter() - t0:.2f} s, includes worker start-up)")
+    print(
+        f"solve  -> status {sol.status_names()}, x = {np.asarray(sol.x)}, "
+        f"objective = {float(sol.objective):.3f}, bound = {float(sol.bound):.3f} "
+        f"({time.perf_counter() - t0:.2f} s, includes worker start-up)"
+    )
 
     def z(c, A_ub, b_ub):
         return tj.value(problem.replace(c=c, A_ub=A_ub, b_ub=b_ub), backend=backend)
@@ -57,8 +60,7 @@ def demo(backend: str = "scip") -> int:
     if names[0] != "INFEASIBLE" or not np.isinf(np.asarray(vals)[0]):
         print("unexpected: the first problem of the batch should be infeasible", file=sys.stderr)
         return 1
-    print("\nInfeasible problems report status INFEASIBLE and value +inf (zero gradient); "
-          "nothing is made up.")
+    print("\nInfeasible problems report status INFEASIBLE and value +inf (zero gradient); nothing is made up.")
     return 0
 
 

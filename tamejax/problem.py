@@ -39,12 +39,8 @@ def _as_array(name: str, value: Any) -> jax.Array:
             np_arr = np.asarray(value)
         except Exception as exc:  # pragma: no cover - numpy raises many things
             raise ValueError(f"MIP field `{name}`: expected a numeric array, got {value!r}") from exc
-        if np_arr.dtype == object or not (
-            np.issubdtype(np_arr.dtype, np.number) or np_arr.dtype == np.bool_
-        ):
-            raise ValueError(
-                f"MIP field `{name}`: expected a real numeric array, got dtype {np_arr.dtype}"
-            )
+        if np_arr.dtype == object or not (np.issubdtype(np_arr.dtype, np.number) or np_arr.dtype == np.bool_):
+            raise ValueError(f"MIP field `{name}`: expected a real numeric array, got dtype {np_arr.dtype}")
         arr = np_arr
     if jnp.issubdtype(arr.dtype, jnp.complexfloating):
         raise ValueError(f"MIP field `{name}`: expected real numbers, got dtype {arr.dtype}")
@@ -128,12 +124,14 @@ class MIP:
             b = _as_array(b_name, b)
             if A.ndim < 2 or A.shape[-1] != n:
                 raise ValueError(
-                    f"MIP field `{a_name}`: expected shape (..., m, {n}) (n = {n} from `c`), got shape {_fmt_shape(A.shape)}"
+                    f"MIP field `{a_name}`: expected shape (..., m, {n}) (n = {n} from `c`), "
+                    f"got shape {_fmt_shape(A.shape)}"
                 )
             m = A.shape[-2]
             if b.ndim < 1 or b.shape[-1] != m:
                 raise ValueError(
-                    f"MIP field `{b_name}`: expected shape (..., {m}) (m = {m} rows of `{a_name}`), got shape {_fmt_shape(b.shape)}"
+                    f"MIP field `{b_name}`: expected shape (..., {m}) (m = {m} rows of `{a_name}`), "
+                    f"got shape {_fmt_shape(b.shape)}"
                 )
             return A, b
 
@@ -147,14 +145,24 @@ class MIP:
             if v.ndim == 0:
                 return jnp.broadcast_to(v, batch + (n,))
             if v.shape[-1] != n:
-                raise ValueError(f"MIP field `{name}`: expected shape (..., {n}) or a scalar, got shape {_fmt_shape(v.shape)}")
+                raise ValueError(
+                    f"MIP field `{name}`: expected shape (..., {n}) or a scalar, got shape {_fmt_shape(v.shape)}"
+                )
             return v
 
         lb = bound("lb", lb, 0.0)
         ub = bound("ub", ub, math.inf)
 
         # Batch shapes: every leaf must carry the same leading axes.
-        fields = {"c": (c, 1), "A_ub": (A_ub, 2), "b_ub": (b_ub, 1), "A_eq": (A_eq, 2), "b_eq": (b_eq, 1), "lb": (lb, 1), "ub": (ub, 1)}
+        fields = {
+            "c": (c, 1),
+            "A_ub": (A_ub, 2),
+            "b_ub": (b_ub, 1),
+            "A_eq": (A_eq, 2),
+            "b_eq": (b_eq, 1),
+            "lb": (lb, 1),
+            "ub": (ub, 1),
+        }
         batch_shapes = {k: tuple(v.shape[: v.ndim - core]) for k, (v, core) in fields.items()}
         try:
             full_batch = np.broadcast_shapes(*batch_shapes.values())
@@ -171,7 +179,13 @@ class MIP:
             c, A_ub, b_ub, A_eq, b_eq, lb, ub = (new[k] for k in _LEAVES)
 
         self.c, self.A_ub, self.b_ub, self.A_eq, self.b_eq, self.lb, self.ub = (
-            c, A_ub, b_ub, A_eq, b_eq, lb, ub,
+            c,
+            A_ub,
+            b_ub,
+            A_eq,
+            b_eq,
+            lb,
+            ub,
         )
         self.integrality = self._parse_integrality(integrality, n)
         self._check_values()
@@ -187,7 +201,9 @@ class MIP:
         if arr.ndim == 0:
             arr = np.full((n,), arr)
         if arr.shape != (n,):
-            raise ValueError(f"MIP field `integrality`: expected shape ({n},) or a scalar, got shape {_fmt_shape(arr.shape)}")
+            raise ValueError(
+                f"MIP field `integrality`: expected shape ({n},) or a scalar, got shape {_fmt_shape(arr.shape)}"
+            )
         if arr.dtype != np.bool_:
             if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isin(arr, (0, 1))):
                 bad = arr[~np.isin(arr, (0, 1))] if np.issubdtype(arr.dtype, np.number) else arr
@@ -205,9 +221,7 @@ class MIP:
             v = np.asarray(getattr(self, name))
             if not np.all(np.isfinite(v)):
                 idx = tuple(int(i) for i in np.argwhere(~np.isfinite(v))[0])
-                raise ValueError(
-                    f"MIP field `{name}`: expected finite values, got {v[idx]} at index {idx}"
-                )
+                raise ValueError(f"MIP field `{name}`: expected finite values, got {v[idx]} at index {idx}")
         lb, ub = np.asarray(self.lb), np.asarray(self.ub)
         for name, v in (("lb", lb), ("ub", ub)):
             if np.any(np.isnan(v)):

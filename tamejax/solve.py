@@ -77,24 +77,30 @@ def _options(time_limit, rel_gap, threads, seed, duals) -> SolveOptions:
     )
 
 
-def _host_problems(arrays: dict[str, np.ndarray], integrality: np.ndarray, dtype: str) -> tuple[tuple[int, ...], list[HostProblem]]:
+def _host_problems(
+    arrays: dict[str, np.ndarray], integrality: np.ndarray, dtype: str
+) -> tuple[tuple[int, ...], list[HostProblem]]:
     """Split batched host arrays (possibly with size-1 axes from vmap) into single problems."""
     batch = np.broadcast_shapes(*(a.shape[: a.ndim - _CORE_NDIM[k]] for k, a in arrays.items()))
     size = int(np.prod(batch, dtype=np.int64))
     flat = {}
     for k, a in arrays.items():
-        core = a.shape[a.ndim - _CORE_NDIM[k]:]
+        core = a.shape[a.ndim - _CORE_NDIM[k] :]
         flat[k] = np.broadcast_to(a, batch + core).reshape((size,) + core)
     problems = [
-        HostProblem(**{k: np.ascontiguousarray(flat[k][i], dtype=np.float64) for k in _LEAVES},
-                    integrality=integrality, input_dtype=dtype)
+        HostProblem(
+            **{k: np.ascontiguousarray(flat[k][i], dtype=np.float64) for k in _LEAVES},
+            integrality=integrality,
+            input_dtype=dtype,
+        )
         for i in range(size)
     ]
     return batch, problems
 
 
-def solve_leaves(leaves: tuple[jax.Array, ...], integrality: tuple[bool, ...], backend: str,
-                 options: SolveOptions) -> Solution:
+def solve_leaves(
+    leaves: tuple[jax.Array, ...], integrality: tuple[bool, ...], backend: str, options: SolveOptions
+) -> Solution:
     """Solve from the MIP's leaves (the bridge itself; ``solve`` and ``value`` call this)."""
     c, A_ub, b_ub, A_eq, b_eq, lb, ub = leaves
     dtype = jnp.result_type(*leaves)
@@ -111,8 +117,14 @@ def solve_leaves(leaves: tuple[jax.Array, ...], integrality: tuple[bool, ...], b
         arrays = dict(zip(_LEAVES, (np.asarray(a) for a in arrays), strict=True))
         hbatch, problems = _host_problems(arrays, integ, str(np_dtype))
         results = solve_many(backend, problems, options)
+
         def stack(get, shape):
-            return np.stack([get(r) for r in results]).reshape(hbatch + shape).astype(np_dtype) if results else np.zeros(hbatch + shape, np_dtype)
+            return (
+                np.stack([get(r) for r in results]).reshape(hbatch + shape).astype(np_dtype)
+                if results
+                else np.zeros(hbatch + shape, np_dtype)
+            )
+
         outs = [
             stack(lambda r: r.x, (n,)),
             stack(lambda r: r.objective, ()),
@@ -120,10 +132,15 @@ def solve_leaves(leaves: tuple[jax.Array, ...], integrality: tuple[bool, ...], b
             np.array([int(r.status) for r in results], dtype=np.int32).reshape(hbatch),
         ]
         if options.duals:
+
             def dual(attr, m):
                 return lambda r: getattr(r, attr) if getattr(r, attr) is not None else np.full(m, np.nan)
-            outs += [stack(dual("dual_ub", m_ub), (m_ub,)), stack(dual("dual_eq", m_eq), (m_eq,)),
-                     stack(dual("reduced_cost", n), (n,))]
+
+            outs += [
+                stack(dual("dual_ub", m_ub), (m_ub,)),
+                stack(dual("dual_eq", m_eq), (m_eq,)),
+                stack(dual("reduced_cost", n), (n,)),
+            ]
         return tuple(outs)
 
     outs = jax.pure_callback(host, tuple(out_shapes), *leaves, vmap_method="expand_dims")
@@ -146,14 +163,14 @@ def _match_varying(xs: Any, axes: frozenset) -> tuple[jax.Array, ...]:
     for x in xs:
         missing = tuple(sorted(axes - _varying_axes((x,)), key=str))
         if missing:
-            x = (jax.lax.pcast(x, missing, to="varying") if hasattr(jax.lax, "pcast")
-                 else jax.lax.pvary(x, missing))  # pragma: no cover - jax < 0.8
+            x = (
+                jax.lax.pcast(x, missing, to="varying") if hasattr(jax.lax, "pcast") else jax.lax.pvary(x, missing)
+            )  # pragma: no cover - jax < 0.8
         out.append(x)
     return tuple(out)
 
 
-def _mark_varying(outs: tuple[jax.Array, ...], leaves: tuple[jax.Array, ...]
-                  ) -> tuple[jax.Array, ...]:
+def _mark_varying(outs: tuple[jax.Array, ...], leaves: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
     """Inside ``shard_map`` (``check_vma=True``), type the results as varying along every mesh
     axis the inputs vary along: each device solves its own shard, but ``pure_callback``
     declares its results invariant, which breaks ``grad`` (cotangent types) under shard_map."""
@@ -169,8 +186,7 @@ def _eager_check(problem: MIP, backend: str) -> None:
         # Data are traced: only static checks (integrality) are possible now.
         n = problem.n
         z = np.zeros
-        dummy = HostProblem(z(n), z((0, n)), z(0), z((0, n)), z(0), z(n), z(n),
-                            np.asarray(problem.integrality, bool))
+        dummy = HostProblem(z(n), z((0, n)), z(0), z((0, n)), z(0), z(n), z(n), np.asarray(problem.integrality, bool))
         b.check(dummy)
         return
     arrays = {k: np.asarray(v) for k, v in zip(_LEAVES, leaves, strict=True)}

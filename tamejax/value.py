@@ -65,13 +65,13 @@ def _value_fn(integrality: tuple[bool, ...], backend: str, options: SolveOptions
         r = jnp.where(ok[..., None] & ~integ, sol.reduced_cost, 0)
         gv = g[..., None]
         return (
-            gv * x,                                         # c
-            -(gv * y_ub)[..., :, None] * x[..., None, :],   # A_ub
-            gv * y_ub,                                      # b_ub
-            -(gv * y_eq)[..., :, None] * x[..., None, :],   # A_eq
-            gv * y_eq,                                      # b_eq
-            gv * jnp.maximum(r, 0),                         # lb
-            gv * jnp.minimum(r, 0),                         # ub
+            gv * x,  # c
+            -(gv * y_ub)[..., :, None] * x[..., None, :],  # A_ub
+            gv * y_ub,  # b_ub
+            -(gv * y_eq)[..., :, None] * x[..., None, :],  # A_eq
+            gv * y_eq,  # b_eq
+            gv * jnp.maximum(r, 0),  # lb
+            gv * jnp.minimum(r, 0),  # ub
         )
 
     fn.defvjp(fwd, bwd)

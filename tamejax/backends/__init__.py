@@ -68,6 +68,8 @@ def solve_host(backend: str, problem: HostProblem, options: SolveOptions, cache:
             return HostResult.failed(problem.n, Status.ERROR, f"invalid data: {reason}")
         result = get_backend(backend).solve(problem, options, cache)
     except Exception as exc:  # noqa: BLE001 - every failure is reported as a status
-        return HostResult.failed(problem.n, Status.ERROR, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}")
+        return HostResult.failed(
+            problem.n, Status.ERROR, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
+        )
     result.x = np.asarray(result.x, dtype=np.float64)
     return result

@@ -104,7 +104,9 @@ class SolveOptions:
 
     def __post_init__(self) -> None:
         if self.time_limit is not None and not (self.time_limit > 0 and math.isfinite(self.time_limit)):
-            raise ValueError(f"option `time_limit`: expected a positive finite number of seconds, got {self.time_limit!r}")
+            raise ValueError(
+                f"option `time_limit`: expected a positive finite number of seconds, got {self.time_limit!r}"
+            )
         if self.rel_gap is not None and not (0 <= self.rel_gap < math.inf):
             raise ValueError(f"option `rel_gap`: expected a finite number >= 0, got {self.rel_gap!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):

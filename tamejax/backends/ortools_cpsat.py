@@ -47,8 +47,9 @@ def _to_fraction(v: float, dtype: np.dtype, max_den: int, where: str) -> Fractio
     return fr
 
 
-def exact_integer_scaling(values: np.ndarray, dtype: np.dtype, where: str,
-                          max_den: int = MAX_DENOMINATOR) -> tuple[list[int], int]:
+def exact_integer_scaling(
+    values: np.ndarray, dtype: np.dtype, where: str, max_den: int = MAX_DENOMINATOR
+) -> tuple[list[int], int]:
     """Integers ``k`` and a positive scale ``s`` with ``k / s == values`` exactly (as rationals).
 
     ``where`` names the field for error messages (``"A_ub[3]"``).
@@ -190,9 +191,15 @@ class CpSatBackend:
             r.solve_time = time.perf_counter() - t0
             return r
         x = np.array([m.solver.value(v) for v in m.vars], dtype=np.float64)
-        dom = np.array([[m.model.proto.variables[j].domain[0], m.model.proto.variables[j].domain[1]] for j in range(p.n)])
+        dom = np.array(
+            [[m.model.proto.variables[j].domain[0], m.model.proto.variables[j].domain[1]] for j in range(p.n)]
+        )
         if np.any((artificial[0] & (x <= dom[:, 0])) | (artificial[1] & (x >= dom[:, 1]))):
-            r = HostResult.failed(p.n, Status.ERROR, "cpsat: solution at an artificial bound (problem may be unbounded); give finite bounds")
+            r = HostResult.failed(
+                p.n,
+                Status.ERROR,
+                "cpsat: solution at an artificial bound (problem may be unbounded); give finite bounds",
+            )
             r.solve_time = time.perf_counter() - t0
             return r
         objective = float(p.c @ x)

@@ -85,9 +85,10 @@ class _Model:
             specific.append(f"randomization/randomseedshift = {options.seed}")
         elif self.solver_id == "GLOP" and options.seed is not None:
             specific.append(f"random_seed: {options.seed}")
+        self.specific = "\n".join(specific)
         if specific:
             # The HiGHS interface reports False even when it applied the options.
-            s.SetSolverSpecificParametersAsString("\n".join(specific))
+            s.SetSolverSpecificParametersAsString(self.specific)
         self.params = pywraplp.MPSolverParameters()
         if options.rel_gap is not None:
             self.params.SetDoubleParam(pywraplp.MPSolverParameters.RELATIVE_MIP_GAP, options.rel_gap)
@@ -112,12 +113,19 @@ class _Model:
             self.rows_eq[i].SetBounds(float(p.b_eq[i]), float(p.b_eq[i]))
         for j in np.flatnonzero((lb != cur["lb"]) | (ub != cur["ub"])):
             self.vars[j].SetBounds(self._b(lb[j]), self._b(ub[j]))
-        self.cur = {"c": p.c, "A_ub": p.A_ub, "A_eq": p.A_eq, "b_ub": p.b_ub, "b_eq": p.b_eq,
-                    "lb": lb, "ub": ub}
+        self.cur = {"c": p.c, "A_ub": p.A_ub, "A_eq": p.A_eq, "b_ub": p.b_ub, "b_eq": p.b_eq, "lb": lb, "ub": ub}
 
     def run(self) -> int:
         self.solves += 1
         return self.solver.Solve(self.params)
+
+    def run_without_presolve(self) -> int:
+        """HiGHS only: solve once with its presolve off, then restore the options."""
+        self.solver.SetSolverSpecificParametersAsString(self.specific + "\npresolve=off")
+        try:
+            return self.run()
+        finally:
+            self.solver.SetSolverSpecificParametersAsString(self.specific + "\npresolve=choose")
 
     def feasible_without_objective(self, p: HostProblem) -> int:
         """Re-solve with a zero objective (tells infeasible from unbounded)."""
@@ -168,9 +176,30 @@ class LinearBackend:
         model.load(p)
         code = model.run()
         status = _STATUS.get(code, Status.ERROR)
-        if self.solver_id in ("GLOP", "HIGHS", "PDLP") and status in (Status.INFEASIBLE, Status.NO_SOLUTION) and options.time_limit is None:
-            if model.feasible_without_objective(p) in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
-                status = Status.UNBOUNDED if status == Status.INFEASIBLE or self.solver_id == "PDLP" else status
+        if self.solver_id == "HIGHS" and status in (Status.NO_SOLUTION, Status.ERROR) and options.time_limit is None:
+            # HiGHS 1.12's presolve can reduce a small infeasible integer program to an empty
+            # one, "solve" it, then reject its own solution ("solve error", reported as
+            # NOT_SOLVED although no limit was set): solve once more without presolve.
+            status = _STATUS.get(model.run_without_presolve(), Status.ERROR)
+        if (
+            self.solver_id in ("GLOP", "HIGHS", "PDLP")
+            and status in (Status.INFEASIBLE, Status.NO_SOLUTION)
+            and options.time_limit is None
+        ):
+            # These interfaces may answer "infeasible" for "infeasible or unbounded": a
+            # zero-objective re-solve tells. A NO_SOLUTION answer is only ever sharpened to
+            # INFEASIBLE (never guessed to be UNBOUNDED).
+            feasible = model.feasible_without_objective(p)
+            if feasible in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
+                if status == Status.INFEASIBLE or _glop_says_unbounded(p, cache):
+                    status = Status.UNBOUNDED
+            elif feasible == pywraplp.Solver.INFEASIBLE:
+                status = Status.INFEASIBLE
+        elif status == Status.ERROR and options.time_limit is not None:
+            # HiGHS stopped by its time limit comes back from pywraplp as an unknown code with
+            # no incumbent: that is "no solution within the limit", not a solver failure.
+            if model.solver.WallTime() >= 0.9 * 1000 * options.time_limit:
+                status = Status.NO_SOLUTION
         if not status.has_solution:
             return _stamp(HostResult.failed(p.n, status, f"{self.name}: status {status.name}"), t0)
         x = model.primal()
@@ -208,13 +237,22 @@ def _cached_model(solver_id: str, p: HostProblem, options: SolveOptions, cache: 
     return model
 
 
+def _glop_says_unbounded(p: HostProblem, cache: dict) -> bool:
+    """For a feasible problem PDLP gave up on: does GLOP (simplex) find it unbounded?
+
+    GLOP answers "infeasible" for a dual-infeasible LP; the problem is known feasible here.
+    """
+    model = _cached_model("GLOP", p, SolveOptions(), cache, relax=True)
+    model.load(p)
+    return model.run() == pywraplp.Solver.INFEASIBLE
+
+
 def _stamp(result: HostResult, t0: float) -> HostResult:
     result.solve_time = time.perf_counter() - t0
     return result
 
 
-def fixed_lp_duals(p: HostProblem, x: np.ndarray, options: SolveOptions, cache: dict,
-                   result: HostResult) -> None:
+def fixed_lp_duals(p: HostProblem, x: np.ndarray, options: SolveOptions, cache: dict, result: HostResult) -> None:
     """Duals of the LP with the integer variables fixed at ``round(x)``, solved by GLOP.
 
     On success the continuous part of ``x`` and the objective are replaced by the LP's

@@ -196,7 +196,7 @@ def set_workers(n: int) -> None:
     pickling, at the price of no crash isolation and no parallelism.
     """
     global _WORKERS, _POOL
-    if not isinstance(n, int) or n < 0:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise ValueError(f"set_workers: expected an integer >= 0, got {n!r}")
     with _GLOBAL_LOCK:
         if _POOL is not None and _POOL.size != n:

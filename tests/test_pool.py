@@ -1,0 +1,273 @@
+"""The solver worker pool: order, crash recovery, retries, in-process mode, validation.
+
+Every call that could hang on a broken pool runs in a daemon thread joined with a timeout, so
+a regression fails the test instead of hanging the suite.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from crash_backend import CRASH_MARKER
+from oracles import brute_force, host_problem
+
+import tamejax
+import tamejax.backends as backends
+from tamejax import MIP, Status
+from tamejax.backends import HostProblem, SolveOptions
+from tamejax.backends.pool import WorkerPool, get_pool
+
+TIMEOUT = 120.0  # generous: a healthy run takes a few seconds; only a hang reaches it
+
+
+def run_with_timeout(fn: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
+    """``fn()`` in a daemon thread; fail (instead of hanging) if it does not return in time."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        pytest.fail(f"call did not return within {timeout} s: the pool hangs")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _problem(k: int) -> HostProblem:
+    """min -x0 - 2 x1 s.t. x0 + x1 <= k, 0 <= x <= k, integer: unique optimum (0, k), -2k."""
+    return host_problem(c=[-1.0, -2.0], A_ub=[[1.0, 1.0]], b_ub=[float(k)], ub=[k, k], integrality=True)
+
+
+def _crash_problem() -> HostProblem:
+    return host_problem(c=[CRASH_MARKER, 1.0], ub=[1.0, 1.0], integrality=True)
+
+
+@pytest.fixture
+def pool() -> Iterator[WorkerPool]:
+    p = WorkerPool(2)
+    try:
+        yield p
+    finally:
+        run_with_timeout(p.close, 30)
+
+
+@pytest.fixture
+def test_backends() -> Iterator[None]:
+    """Register the test-only ``crash`` and ``slow`` backends (``tests/crash_backend.py``)."""
+    backends.register_backend("crash", "crash_backend:factory")
+    backends.register_backend("slow", "crash_backend:slow")
+    try:
+        yield
+    finally:
+        for name in ("crash", "slow"):
+            backends._REGISTRY.pop(name, None)
+            backends._INSTANCES.pop(name, None)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------ basics
+
+
+def test_map_returns_one_result_per_problem_in_order(pool):
+    problems = [_problem(k) for k in range(12)]
+    results = run_with_timeout(lambda: pool.map("scip", problems, SolveOptions()))
+    assert len(results) == 12
+    for k, r in enumerate(results):
+        assert r.status == Status.OPTIMAL, r.message
+        assert r.objective == -2.0 * k
+        np.testing.assert_array_equal(r.x, [0.0, k])
+    assert pool.restarts == 0
+    assert run_with_timeout(lambda: pool.map("scip", [], SolveOptions())) == []
+
+
+def test_map_mixes_backends_and_structures(pool):
+    """One pool (and each worker's model cache) serves several backends and structures."""
+    problems = [_problem(k) for k in range(4)] + [
+        host_problem(c=[1.0, -1.0, 2.0], A_eq=[[1.0, 1.0, 1.0]], b_eq=[2.0], ub=2.0, integrality=True)
+    ]
+    oracles = [brute_force(p) for p in problems]
+    for backend in ("cpsat", "highs", "scip", "cbc"):
+        results = run_with_timeout(lambda b=backend: pool.map(b, problems, SolveOptions()))
+        for r, o in zip(results, oracles, strict=True):
+            assert r.status == Status.OPTIMAL
+            assert abs(r.objective - o.objective) <= 1e-9
+
+
+def test_pids_and_close(pool):
+    pids = pool.pids()
+    assert len(pids) == 2 and len(set(pids)) == 2
+    assert os.getpid() not in pids
+    assert all(_alive(pid) for pid in pids)
+    assert pool.pids() == pids  # live workers are kept
+    run_with_timeout(pool.close, 30)
+    assert not any(_alive(pid) for pid in pids)
+    # a closed pool starts fresh workers when used again
+    results = run_with_timeout(lambda: pool.map("scip", [_problem(3)], SolveOptions()))
+    assert results[0].objective == -6.0
+
+
+def test_concurrent_maps_are_serialized(pool):
+    out: dict[int, list] = {}
+
+    def work(i: int) -> None:
+        out[i] = pool.map("scip", [_problem(k + i) for k in range(5)], SolveOptions())
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+        assert not t.is_alive(), "concurrent map calls hang"
+    for i in range(3):
+        assert [r.objective for r in out[i]] == [-2.0 * (k + i) for k in range(5)]
+
+
+def test_pool_size_validated():
+    for bad in (0, -1, 1.5, "2", None):
+        with pytest.raises(ValueError, match="size"):
+            WorkerPool(bad)
+
+
+# ------------------------------------------------------------------ crashes
+
+
+def test_killed_worker_mid_batch_is_replaced_and_problem_retried(pool, test_backends):
+    problems = [_problem(k) for k in range(8)]  # 8 x 0.4 s on 2 workers: >= 1.6 s of work
+    pids = pool.pids()  # start the workers before the batch (pids() waits for map's lock)
+    box: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: box.setdefault("results", pool.map("slow", problems, SolveOptions())),
+        daemon=True,
+    )
+    thread.start()
+    # wait until the victim holds a task (it then sleeps 0.4 s in the backend), then kill it
+    victim = next(w for w in pool.workers if w.pid == pids[0])
+    waited = 0.0
+    while victim.task is None and waited < TIMEOUT:
+        time.sleep(0.01)
+        waited += 0.01
+    assert victim.task is not None, "the batch never reached the worker"
+    os.kill(pids[0], signal.SIGKILL)
+    thread.join(TIMEOUT)
+    assert not thread.is_alive(), "map hangs after a worker was killed"
+    results = box["results"]
+    assert len(results) == 8
+    for k, r in enumerate(results):
+        assert r.status == Status.OPTIMAL, (k, r.status, r.message)
+        assert r.objective == -2.0 * k
+    assert pool.restarts >= 1
+    new_pids = pool.pids()
+    assert pids[0] not in new_pids and len(new_pids) == 2
+
+
+def test_crashing_backend_gives_error_after_one_retry(pool, test_backends):
+    problems = [_problem(1), _crash_problem(), _problem(2), _problem(3), _problem(4)]
+    results = run_with_timeout(lambda: pool.map("crash", problems, SolveOptions()))
+    statuses = [r.status for r in results]
+    ok, err = Status.OPTIMAL, Status.ERROR
+    assert statuses == [ok, err, ok, ok, ok]
+    assert [results[i].objective for i in (0, 2, 3, 4)] == [-2.0, -4.0, -6.0, -8.0]
+    bad = results[1]
+    assert math.isnan(bad.objective) and np.all(np.isnan(bad.x))
+    assert "crashed" in bad.message
+    assert pool.restarts == 2  # first attempt and the one retry
+    # the pool is healthy afterwards
+    again = run_with_timeout(lambda: pool.map("scip", [_problem(5)], SolveOptions()))
+    assert again[0].objective == -10.0
+
+
+def test_crash_through_solve_bridge(test_backends):
+    """Through ``tamejax.solve`` and the process-wide pool: one ERROR, the rest solved."""
+    assert tamejax.get_workers() >= 1
+    c = np.array([[-1.0, -2.0], [CRASH_MARKER, 1.0], [-1.0, -2.0]])
+    problem = MIP(c=c, A_ub=[[1.0, 1.0]], b_ub=[3.0], ub=3.0, integrality=True)
+    sol = run_with_timeout(lambda: tamejax.solve(problem, "crash"))
+    assert list(sol.status_names()) == ["OPTIMAL", "ERROR", "OPTIMAL"]
+    np.testing.assert_array_equal(np.asarray(sol.objective)[[0, 2]], [-6.0, -6.0])
+    assert np.isnan(float(sol.objective[1]))
+    assert np.all(np.isnan(np.asarray(sol.x[1])))
+    pool = get_pool()
+    assert pool is not None and pool.restarts >= 2
+
+
+# ------------------------------------------------------------------ in-process mode
+
+
+@pytest.fixture
+def restore_workers() -> Iterator[None]:
+    before = tamejax.get_workers()
+    try:
+        yield
+    finally:
+        tamejax.set_workers(before)
+
+
+def _batch() -> tuple[MIP, list[HostProblem]]:
+    problems = [_problem(k) for k in range(6)] + [
+        host_problem(c=[1.0, 1.0], A_ub=[[-1.0, -1.0]], b_ub=[-5.0], ub=[2.0, 2.0], integrality=True)
+    ]  # the last one is infeasible
+    stacked = {
+        k: np.stack([getattr(p, k) for p in problems]) for k in ("c", "A_ub", "b_ub", "A_eq", "b_eq", "lb", "ub")
+    }
+    return MIP(**stacked, integrality=True), problems
+
+
+def test_in_process_mode_gives_same_results(restore_workers):
+    problem, problems = _batch()
+    tamejax.set_workers(2)
+    pooled = run_with_timeout(lambda: tamejax.solve(problem, "scip"))
+    assert get_pool() is not None and get_pool().size == 2
+    tamejax.set_workers(0)
+    assert tamejax.get_workers() == 0
+    assert get_pool() is None
+    local = tamejax.solve(problem, "scip")
+    np.testing.assert_array_equal(local.status, pooled.status)
+    np.testing.assert_array_equal(local.objective, pooled.objective)
+    np.testing.assert_array_equal(local.x, pooled.x)
+    expected = [brute_force(p).objective for p in problems]
+    np.testing.assert_array_equal(local.objective, expected)
+    assert list(local.status_names())[-1] == "INFEASIBLE"
+    # in-process value() works too
+    np.testing.assert_array_equal(tamejax.value(problem, "scip"), expected)
+
+
+def test_set_workers_resizes_pool(restore_workers):
+    tamejax.set_workers(1)
+    assert tamejax.get_workers() == 1
+    pool = get_pool()
+    assert pool is not None and pool.size == 1
+    problem, problems = _batch()
+    sol = run_with_timeout(lambda: tamejax.solve(problem, "cbc"))
+    np.testing.assert_array_equal(sol.objective, [brute_force(p).objective for p in problems])
+    tamejax.set_workers(2)
+    assert get_pool() is not pool and get_pool().size == 2
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "2", None, [2]])
+def test_set_workers_validates(bad, restore_workers):
+    before = tamejax.get_workers()
+    with pytest.raises(ValueError, match="set_workers"):
+        tamejax.set_workers(bad)
+    assert tamejax.get_workers() == before
