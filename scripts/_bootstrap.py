@@ -40,8 +40,7 @@ def venv_python(path: Path) -> Path:
     return path / "bin" / "python"
 
 
-def run(cmd: Sequence[str | os.PathLike[str]], *, check: bool = True,
-        env: dict[str, str] | None = None) -> int:
+def run(cmd: Sequence[str | os.PathLike[str]], *, check: bool = True, env: dict[str, str] | None = None) -> int:
     """Run ``cmd`` from the repository root, streaming its output; return its exit status.
 
     ``env`` adds variables to (or overrides them in) the current environment.
@@ -50,8 +49,7 @@ def run(cmd: Sequence[str | os.PathLike[str]], *, check: bool = True,
     print("$ " + shlex.join(args), flush=True)
     code = subprocess.call(args, cwd=ROOT, env=None if env is None else {**os.environ, **env})
     if check and code != 0:
-        print(f"error: command failed with exit status {code}: {shlex.join(args)}",
-              file=sys.stderr, flush=True)
+        print(f"error: command failed with exit status {code}: {shlex.join(args)}", file=sys.stderr, flush=True)
         sys.exit(code)
     return code
 

@@ -41,9 +41,11 @@ def main(pytest_args: list[str]) -> int:
     step("ruff check " + " ".join(paths), [python, "-m", "ruff", "check", *paths])
     step("pytest " + " ".join(pytest_args), [python, "-m", "pytest", *pytest_args])
     with tempfile.TemporaryDirectory(prefix="tamejax-site-") as site:
-        step("mkdocs build --strict",
-             [python, "-m", "mkdocs", "build", "--strict", "--site-dir", site],
-             env={"NO_MKDOCS_2_WARNING": "1"})  # silence mkdocs-material's banner
+        step(
+            "mkdocs build --strict",
+            [python, "-m", "mkdocs", "build", "--strict", "--site-dir", site],
+            env={"NO_MKDOCS_2_WARNING": "1"},
+        )  # silence mkdocs-material's banner
 
     if failed:
         print("\nFAILED steps:\n  " + "\n  ".join(failed), file=sys.stderr, flush=True)

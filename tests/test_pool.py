@@ -198,6 +198,23 @@ def test_crashing_backend_gives_error_after_one_retry(pool, test_backends):
     assert again[0].objective == -10.0
 
 
+def test_crash_inside_a_chunk_blames_only_the_culprit(pool, test_backends):
+    """A large batch travels in multi-problem chunks; a crash requeues the chunk's problems
+    one by one without counting it against them, so only the culprit ends in ERROR."""
+    problems = [_problem(k % 7 + 1) for k in range(60)]
+    problems[23] = _crash_problem()
+    results = run_with_timeout(lambda: pool.map("crash", problems, SolveOptions()))
+    assert len(results) == 60
+    for k, r in enumerate(results):
+        if k == 23:
+            assert r.status == Status.ERROR and "crashed" in r.message
+        else:
+            assert r.status == Status.OPTIMAL, (k, r.status, r.message)
+            assert r.objective == -2.0 * (k % 7 + 1)
+    # one crash with the chunk, then two alone (first attempt and the retry)
+    assert pool.restarts == 3
+
+
 def test_crash_through_solve_bridge(test_backends):
     """Through ``tamejax.solve`` and the process-wide pool: one ERROR, the rest solved."""
     assert tamejax.get_workers() >= 1

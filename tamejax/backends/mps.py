@@ -89,9 +89,7 @@ def read_mps(path: str) -> dict[str, Any]:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
-            raise ValueError(
-                f"read_mps: {path!r} looks gzip-compressed but cannot be read: {exc}"
-            ) from exc
+            raise ValueError(f"read_mps: {path!r} looks gzip-compressed but cannot be read: {exc}") from exc
     text = raw.decode("utf-8", errors="replace")
     proto = _load_proto(text, path)
     return _from_proto(proto, path)
@@ -102,13 +100,10 @@ def _from_proto(proto: Any, path: str) -> dict[str, Any]:
     if len(proto.general_constraint):
         kinds = sorted({g.WhichOneof("general_constraint") for g in proto.general_constraint})
         raise ValueError(
-            f"read_mps: {path!r} has general constraints ({', '.join(map(str, kinds))}), "
-            "which a MIP cannot represent"
+            f"read_mps: {path!r} has general constraints ({', '.join(map(str, kinds))}), which a MIP cannot represent"
         )
     if proto.HasField("quadratic_objective") and len(proto.quadratic_objective.coefficient):
-        raise ValueError(
-            f"read_mps: {path!r} has a quadratic objective, which a MIP cannot represent"
-        )
+        raise ValueError(f"read_mps: {path!r} has a quadratic objective, which a MIP cannot represent")
     offset = float(proto.objective_offset)
     if offset != 0.0:
         raise ValueError(
@@ -146,16 +141,14 @@ def _from_proto(proto: Any, path: str) -> dict[str, Any]:
         if lo == hi:
             if not math.isfinite(lo):
                 raise ValueError(
-                    f"read_mps: {path!r}: row {con.name!r} fixes a x to {lo!r}, "
-                    "which a MIP cannot represent"
+                    f"read_mps: {path!r}: row {con.name!r} fixes a x to {lo!r}, which a MIP cannot represent"
                 )
             eq_rows.append(row)
             eq_rhs.append(lo)
             continue
         if hi == -math.inf or lo == math.inf:
             raise ValueError(
-                f"read_mps: {path!r}: row {con.name!r} has bounds [{lo!r}, {hi!r}], which a MIP "
-                "cannot represent"
+                f"read_mps: {path!r}: row {con.name!r} has bounds [{lo!r}, {hi!r}], which a MIP cannot represent"
             )
         if hi < math.inf:
             ub_rows.append(row)
@@ -172,9 +165,7 @@ def _from_proto(proto: Any, path: str) -> dict[str, Any]:
         )
         c = -c
 
-    def pack(
-        rows: list[np.ndarray], rhs: list[float]
-    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def pack(rows: list[np.ndarray], rhs: list[float]) -> tuple[np.ndarray | None, np.ndarray | None]:
         if not rows:
             return None, None
         return np.stack(rows).astype(np.float64), np.asarray(rhs, dtype=np.float64)
@@ -204,17 +195,13 @@ def _arrays(data: Mapping[str, Any]) -> dict[str, np.ndarray]:
         raise ValueError("write_mps: data must contain `c`")
     c = np.asarray(data["c"], dtype=np.float64)
     if c.ndim != 1:
-        raise ValueError(
-            f"write_mps: expected a single problem, `c` of shape (n,), got shape {c.shape}"
-        )
+        raise ValueError(f"write_mps: expected a single problem, `c` of shape (n,), got shape {c.shape}")
     n = c.shape[0]
     out: dict[str, np.ndarray] = {"c": c}
     for a_name, b_name in (("A_ub", "b_ub"), ("A_eq", "b_eq")):
         A, b = data.get(a_name), data.get(b_name)
         if (A is None) != (b is None):
-            raise ValueError(
-                f"write_mps: `{a_name}` and `{b_name}` must both be given or both be None"
-            )
+            raise ValueError(f"write_mps: `{a_name}` and `{b_name}` must both be given or both be None")
         A = np.zeros((0, n)) if A is None else np.asarray(A, dtype=np.float64)
         b = np.zeros((0,)) if b is None else np.asarray(b, dtype=np.float64)
         if A.ndim != 2 or A.shape[1] != n or b.shape != (A.shape[0],):
@@ -228,28 +215,14 @@ def _arrays(data: Mapping[str, Any]) -> dict[str, np.ndarray]:
             raise ValueError(f"write_mps: `{name}` must be finite")
     for name, default in (("lb", 0.0), ("ub", math.inf)):
         v = data.get(name)
-        v = (
-            np.full(n, default)
-            if v is None
-            else np.broadcast_to(np.asarray(v, dtype=np.float64), (n,))
-        )
+        v = np.full(n, default) if v is None else np.broadcast_to(np.asarray(v, dtype=np.float64), (n,))
         if np.any(np.isnan(v)):
             raise ValueError(f"write_mps: `{name}` must not contain NaN")
         out[name] = v
-    if (
-        np.any(out["lb"] == math.inf)
-        or np.any(out["ub"] == -math.inf)
-        or np.any(out["lb"] > out["ub"])
-    ):
-        raise ValueError(
-            "write_mps: expected -inf <= lb <= ub <= +inf with lb < +inf and ub > -inf"
-        )
+    if np.any(out["lb"] == math.inf) or np.any(out["ub"] == -math.inf) or np.any(out["lb"] > out["ub"]):
+        raise ValueError("write_mps: expected -inf <= lb <= ub <= +inf with lb < +inf and ub > -inf")
     integ = data.get("integrality")
-    integ = (
-        np.zeros(n, dtype=bool)
-        if integ is None
-        else np.broadcast_to(np.asarray(integ, dtype=bool), (n,))
-    )
+    integ = np.zeros(n, dtype=bool) if integ is None else np.broadcast_to(np.asarray(integ, dtype=bool), (n,))
     out["integrality"] = integ
     return out
 
@@ -266,9 +239,7 @@ def mps_string(data: Mapping[str, Any], name: str = "tamejax") -> str:
     Numbers are written with full float64 precision.
     """
     if not name or any(ch.isspace() for ch in name):
-        raise ValueError(
-            f"write_mps: `name` must be a nonempty string without whitespace, got {name!r}"
-        )
+        raise ValueError(f"write_mps: `name` must be a nonempty string without whitespace, got {name!r}")
     d = _arrays(data)
     c, A_ub, b_ub, A_eq, b_eq = (d[k] for k in ("c", "A_ub", "b_ub", "A_eq", "b_eq"))
     lb, ub, integ = d["lb"], d["ub"], d["integrality"]

@@ -85,6 +85,11 @@ class _Model:
             specific.append(f"randomization/randomseedshift = {options.seed}")
         elif self.solver_id == "GLOP" and options.seed is not None:
             specific.append(f"random_seed: {options.seed}")
+        elif self.solver_id == "PDLP":
+            # GLOP's presolve first: it settles small or degenerate LPs exactly (PDLP alone
+            # called a feasible single-point LP infeasible, and needed 10^7 iterations to
+            # certify some tiny infeasible ones).
+            specific.append("presolve_options { use_glop: true }")
         self.specific = "\n".join(specific)
         if specific:
             # The HiGHS interface reports False even when it applied the options.
@@ -189,7 +194,12 @@ class LinearBackend:
             # These interfaces may answer "infeasible" for "infeasible or unbounded": a
             # zero-objective re-solve tells. A NO_SOLUTION answer is only ever sharpened to
             # INFEASIBLE (never guessed to be UNBOUNDED).
-            feasible = model.feasible_without_objective(p)
+            # PDLP (first order) may stop without a verdict: GLOP's simplex settles it.
+            checker = model
+            if self.solver_id == "PDLP":
+                checker = _cached_model("GLOP", p, SolveOptions(), cache, relax=True)
+                checker.load(p)
+            feasible = checker.feasible_without_objective(p)
             if feasible in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
                 if status == Status.INFEASIBLE or _glop_says_unbounded(p, cache):
                     status = Status.UNBOUNDED

@@ -6,10 +6,15 @@ process that runs JAX threads, and independent of the user's ``__main__``), talk
 stdin/stdout pipes with length-prefixed pickles, and keeps a cache of built models
 (structure -> model), so repeated solves of the same structure only update coefficients.
 
-Failure handling: a worker that dies (or exceeds the hard deadline ``time_limit + grace``
-when a time limit is set) is replaced and its problem retried once on a fresh worker; a
-second failure gives status ``ERROR`` for that problem. Every other problem of the batch is
-unaffected, and ``map`` always returns one result per problem.
+Dispatch: problems travel in guided chunks (at most ``MAX_CHUNK``, about a quarter of what
+remains per worker, down to single problems at the end), which amortizes the pipe round trip
+for small problems and still balances the load.
+
+Failure handling: a worker that dies (or exceeds the hard deadline ``time_limit * chunk +
+grace`` when a time limit is set) is replaced. The problems of its chunk are requeued to be
+solved one by one, without counting the crash against them; a problem that crashes a worker
+on its own is retried once on a fresh worker, and a second failure gives status ``ERROR`` for
+that problem only. ``map`` always returns one result per problem, in order.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ __all__ = ["WorkerPool", "get_pool", "set_workers", "get_workers"]
 
 _HEADER = struct.Struct("<Q")
 GRACE_SECONDS = 30.0
+MAX_CHUNK = 16  # problems per message to a worker (at most)
 
 
 def write_frame(stream, obj) -> None:
@@ -67,7 +73,7 @@ class _Worker:
             bufsize=0,
         )
         self.fd = self.proc.stdout.fileno()
-        self.task: int | None = None
+        self.task: list[int] | None = None  # indices of the problems it is solving
         self.started = 0.0
 
     @property
@@ -122,19 +128,25 @@ class WorkerPool:
     def _map(self, backend: str, problems: list[HostProblem], options: SolveOptions) -> list[HostResult]:
         self._ensure()
         results: list[HostResult | None] = [None] * len(problems)
-        attempts = [0] * len(problems)
+        attempts = [0] * len(problems)  # crashes of a worker that held this problem alone
         pending = list(range(len(problems)))[::-1]  # pop() from the end = in order
-        deadline = None if options.time_limit is None else options.time_limit + GRACE_SECONDS
+        # The registry target travels with the task, so that backends registered in this
+        # process (register_backend) work in workers too.
+        target = _REGISTRY.get(backend)
+        singles: set[int] = set()  # problems to send alone (their chunk crashed a worker)
         while pending or any(w.task is not None for w in self.workers):
             for w in self.workers:
                 if w.task is None and pending:
-                    i = pending.pop()
-                    attempts[i] += 1
-                    w.task, w.started = i, time.monotonic()
+                    # Guided chunks: large while much work remains (amortizes the pipe round
+                    # trip), down to single problems at the end (balances the load).
+                    # Problems requeued after a crash go alone.
+                    size = max(1, min(MAX_CHUNK, len(pending) // (2 * len(self.workers))))
+                    chunk = [pending.pop()]
+                    while len(chunk) < size and pending and chunk[0] not in singles and pending[-1] not in singles:
+                        chunk.append(pending.pop())
+                    w.task, w.started = chunk, time.monotonic()
                     try:
-                        # The registry target travels with the task, so that backends
-                        # registered in this process (register_backend) work in workers.
-                        w.send((i, backend, _REGISTRY.get(backend), problems[i], options))
+                        w.send((chunk, backend, target, [problems[i] for i in chunk], options))
                     except (BrokenPipeError, OSError):
                         pass  # noticed below as a dead worker
             busy = [w for w in self.workers if w.task is not None]
@@ -144,29 +156,53 @@ class WorkerPool:
                 failed = False
                 if w.fd in ready:
                     try:
-                        i, result = read_frame(w.fd)
-                        results[i] = result
+                        chunk, chunk_results = read_frame(w.fd)
+                        for i, r in zip(chunk, chunk_results, strict=True):
+                            results[i] = r
                         w.task = None
                         continue
                     except (EOFError, OSError, pickle.UnpicklingError):
                         failed = True
                 elif w.proc.poll() is not None:
                     failed = True
-                elif deadline is not None and now - w.started > deadline:
+                elif options.time_limit is not None and now - w.started > (
+                    options.time_limit * len(w.task) + GRACE_SECONDS
+                ):
                     failed = True
                 if failed:
-                    i = w.task
-                    w.kill()
-                    self.restarts += 1
-                    self.workers.remove(w)
-                    self.workers.append(_Worker())
-                    if attempts[i] < 2:
-                        pending.append(i)
-                    else:
-                        results[i] = HostResult.failed(
-                            problems[i].n, Status.ERROR, "solver worker crashed twice on this problem"
-                        )
+                    self._replace(w, w.task, problems, attempts, pending, singles, results)
         return results  # type: ignore[return-value]
+
+    def _replace(
+        self,
+        w: _Worker,
+        chunk: list[int],
+        problems: list[HostProblem],
+        attempts: list[int],
+        pending: list[int],
+        singles: set[int],
+        results: list[HostResult | None],
+    ) -> None:
+        """A worker died (or overran): replace it and requeue its problems fairly.
+
+        Problems of a multi-problem chunk are requeued to be solved one by one, without
+        counting the crash against them (any of them may have caused it); a problem that was
+        alone on the worker is retried once, then reported with status ``ERROR``.
+        """
+        w.kill()
+        self.restarts += 1
+        self.workers.remove(w)
+        self.workers.append(_Worker())
+        if len(chunk) > 1:
+            pending.extend(chunk[::-1])
+            singles.update(chunk)
+            return
+        (i,) = chunk
+        attempts[i] += 1
+        if attempts[i] < 2:
+            pending.append(i)
+        else:
+            results[i] = HostResult.failed(problems[i].n, Status.ERROR, "solver worker crashed twice on this problem")
 
     def close(self) -> None:
         with self.lock:

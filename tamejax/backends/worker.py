@@ -1,8 +1,9 @@
 """Entry point of a solver worker process: ``python -m tamejax.backends.worker``.
 
-Reads ``(task_id, backend, target, HostProblem, SolveOptions)`` frames on stdin and writes
-``(task_id, HostResult)`` frames on stdout until stdin closes. File descriptor 1 is
-redirected to stderr first, so that a solver printing to stdout cannot corrupt the protocol.
+Reads ``(task_ids, backend, target, [HostProblem], SolveOptions)`` frames (a chunk of
+problems) on stdin and writes ``(task_ids, [HostResult])`` frames on stdout until stdin
+closes. File descriptor 1 is redirected to stderr first, so that a solver printing to
+stdout cannot corrupt the protocol.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ def main() -> None:
     fd = sys.stdin.buffer.fileno()
     while True:
         try:
-            task_id, backend, target, problem, options = read_frame(fd)
+            task_ids, backend, target, problems, options = read_frame(fd)
         except EOFError:
             return
         if target is not None and _REGISTRY.get(backend) != target:
             register_backend(backend, target)  # registered in the parent process
-        write_frame(out, (task_id, solve_host(backend, problem, options, cache)))
+        write_frame(out, (task_ids, [solve_host(backend, p, options, cache) for p in problems]))
 
 
 if __name__ == "__main__":
