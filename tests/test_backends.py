@@ -624,3 +624,24 @@ def test_duals_through_bridge():
         np.testing.assert_allclose(sol.dual_eq, y_eq, atol=1e-7)
     sol = tamejax.solve(MIP(**mip_kwargs(p)), "glop")
     assert sol.dual_ub is None and sol.dual_eq is None and sol.reduced_cost is None
+
+
+@pytest.mark.parametrize("backend", MIP_BACKENDS)
+@pytest.mark.parametrize("rel_gap", (None, 0.05))
+def test_bound_is_a_proven_lower_bound(backend, rel_gap):
+    """``bound`` never exceeds the true optimum, whatever the gap (HiGHS's own "best bound"
+    through OR-Tools is its incumbent: tamejax derives a proven bound from the gap rule)."""
+    rng = np.random.default_rng(3)
+    n = 30
+    w = rng.integers(1, 60, size=n).astype(float)
+    v = rng.integers(1, 60, size=n).astype(float)
+    p = host_problem(c=-v, A_ub=[w], b_ub=[np.floor(w.sum() / 2)], ub=np.ones(n), integrality=True)
+    exact = solve_host("scip", p, SolveOptions(rel_gap=0.0), {})
+    assert exact.status == Status.OPTIMAL
+    r = solve_host(backend, p, SolveOptions(rel_gap=rel_gap), {})
+    assert r.status == Status.OPTIMAL, (r.status, r.message)
+    assert r.bound <= exact.objective + 1e-9
+    assert r.objective >= exact.objective - 1e-9
+    assert r.bound <= r.objective
+    gap = 1e-4 if rel_gap is None else rel_gap
+    assert r.objective - exact.objective <= gap * abs(exact.objective) + 1e-6

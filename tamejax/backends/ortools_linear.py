@@ -34,6 +34,8 @@ _STATUS = {
 # 0.27 s, then 0.40, 0.57, 1.03, 1.32 s on later passes, while a fresh model stays at
 # 0.27 s; no SCIP parameter we tried stops it), so its models are rebuilt periodically.
 _MAX_REUSE = {"SCIP": 8}
+_HIGHS_DEFAULT_GAP = 1e-4  # HiGHS's mip_rel_gap default
+_HIGHS_ABS_GAP = 1e-6  # HiGHS's mip_abs_gap default
 
 
 class _Model:
@@ -218,6 +220,13 @@ class LinearBackend:
         bound = float(model.objective.BestBound()) if is_mip else objective
         if abs(bound) >= 1e20:  # SCIP/CBC report "no bound yet" as their +-1e20 infinity
             bound = math.copysign(math.inf, bound)
+        if self.solver_id == "HIGHS" and is_mip:
+            # pywraplp passes HiGHS's incumbent off as its best bound: report the bound that
+            # HiGHS's stopping rule guarantees instead (relative gap mip_rel_gap, default
+            # 1e-4, or absolute gap mip_abs_gap = 1e-6), and no bound (-inf) at a limit.
+            gap = _HIGHS_DEFAULT_GAP if options.rel_gap is None else options.rel_gap
+            slack = max(gap * max(abs(objective), 1.0), _HIGHS_ABS_GAP)
+            bound = objective - slack if status == Status.OPTIMAL else -math.inf
         result = HostResult(x, objective, bound, status)
         if options.duals:
             # SCIP and CBC give no LP duals through pywraplp and HiGHS's are unreliable
