@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,7 +47,29 @@ def _as_array(name: str, value: Any) -> jax.Array:
         raise ValueError(f"MIP field `{name}`: expected real numbers, got dtype {arr.dtype}")
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         arr = jnp.asarray(arr, dtype=jnp.result_type(float))
-    return jnp.asarray(arr)
+    out = jnp.asarray(arr)
+    if isinstance(arr, np.ndarray) and out.dtype != arr.dtype:
+        _warn_if_integers_changed(name, arr, np.asarray(out))
+    return out
+
+
+def _warn_if_integers_changed(name: str, before: np.ndarray, after: np.ndarray) -> None:
+    """Warn when JAX's dtype (float32 unless x64) changes an integer-valued datum.
+
+    Rounding 0.1 to float32 is expected of any JAX computation; turning the integer
+    16777217 into 16777216 silently changes a combinatorial problem, so it is reported.
+    """
+    with np.errstate(invalid="ignore"):
+        integral = np.isfinite(before) & (np.asarray(before) == np.round(before))
+        changed = integral & (after.astype(np.float64) != before.astype(np.float64))
+    if np.any(changed):
+        idx = tuple(int(i) for i in np.argwhere(changed)[0])
+        warnings.warn(
+            f"MIP field `{name}`: integer data changed by conversion to {after.dtype} (JAX's default dtype): "
+            f"{before[idx]!r} became {after[idx]!r} at index {idx}; enable jax_enable_x64 for exact data",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _fmt_shape(shape: Sequence[Any]) -> str:
@@ -177,6 +200,10 @@ class MIP:
             for k, (v, core) in fields.items():
                 new[k] = jnp.broadcast_to(v, tuple(full_batch) + tuple(v.shape[v.ndim - core :]))
             c, A_ub, b_ub, A_eq, b_eq, lb, ub = (new[k] for k in _LEAVES)
+        # One floating dtype for every leaf (the widest given), so that the host sees the data
+        # as given and gradients come back in the dtype of the data.
+        dtype = jnp.result_type(c, A_ub, b_ub, A_eq, b_eq, lb, ub)
+        c, A_ub, b_ub, A_eq, b_eq, lb, ub = (v.astype(dtype) for v in (c, A_ub, b_ub, A_eq, b_eq, lb, ub))
 
         self.c, self.A_ub, self.b_ub, self.A_eq, self.b_eq, self.lb, self.ub = (
             c,
@@ -289,8 +316,17 @@ class MIP:
         """Index the batch axes: ``problems[3]`` is the fourth problem of a batch."""
         if not self.batch_shape:
             raise IndexError("MIP: this problem has no batch axes to index")
-        leaves = [getattr(self, k) for k in _LEAVES]
-        return MIP.tree_unflatten(self.integrality, [v[index] for v in leaves])
+        parts = index if isinstance(index, tuple) else (index,)
+        if any(i is None or i is Ellipsis for i in parts) or len(parts) > len(self.batch_shape):
+            raise IndexError(
+                f"MIP: expected an index of the batch axes {self.batch_shape} (at most {len(self.batch_shape)} "
+                f"entries, no None or ...), got {index!r}"
+            )
+        out = MIP.tree_unflatten(self.integrality, [getattr(self, k)[index] for k in _LEAVES])
+        core = {"c": 1, "A_ub": 2, "b_ub": 1, "A_eq": 2, "b_eq": 1, "lb": 1, "ub": 1}
+        if any(getattr(out, k).shape[-d:] != getattr(self, k).shape[-d:] for k, d in core.items()):
+            raise IndexError(f"MIP: index {index!r} reaches past the batch axes {self.batch_shape}")
+        return out
 
     def __repr__(self) -> str:
         kinds = sum(self.integrality)

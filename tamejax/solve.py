@@ -179,19 +179,19 @@ def _mark_varying(outs: tuple[jax.Array, ...], leaves: tuple[jax.Array, ...]) ->
 
 
 def _eager_check(problem: MIP, backend: str) -> None:
-    """Raise the backend's ``ValueError`` early when the data are concrete."""
+    """Raise the backend's ``ValueError`` early: static checks always, data checks when concrete."""
     b = get_backend(backend)
     leaves = [getattr(problem, k) for k in _LEAVES]
-    if any(isinstance(v, jax.core.Tracer) for v in leaves):
-        # Data are traced: only static checks (integrality) are possible now.
+    if not getattr(b, "checks_data", True) or any(isinstance(v, jax.core.Tracer) for v in leaves):
         n = problem.n
         z = np.zeros
         dummy = HostProblem(z(n), z((0, n)), z(0), z((0, n)), z(0), z(n), z(n), np.asarray(problem.integrality, bool))
         b.check(dummy)
         return
     arrays = {k: np.asarray(v) for k, v in zip(_LEAVES, leaves, strict=True)}
-    _, problems = _host_problems(arrays, np.asarray(problem.integrality, bool), str(np.asarray(problem.c).dtype))
-    for p in problems[:1] if backend != "cpsat" else problems:
+    dtype = str(np.dtype(jnp.result_type(*leaves)))  # as the host will see them (``solve_leaves``)
+    _, problems = _host_problems(arrays, np.asarray(problem.integrality, bool), dtype)
+    for p in problems:
         b.check(p)
 
 

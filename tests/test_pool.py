@@ -288,3 +288,96 @@ def test_set_workers_validates(bad, restore_workers):
     with pytest.raises(ValueError, match="set_workers"):
         tamejax.set_workers(bad)
     assert tamejax.get_workers() == before
+
+
+# ------------------------------------------------------------------ interruption, deadlines
+
+
+def test_interrupted_map_does_not_leak_results(pool, test_backends):
+    """A KeyboardInterrupt inside ``map`` (Ctrl-C during a JAX callback) must not let the
+    interrupted batch's answers reach the next batch."""
+    slow_batch = [_problem(k) for k in range(100, 108)]
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)  # mid-batch: each slow solve takes 0.4 s
+        with pytest.raises(KeyboardInterrupt):
+            pool.map("slow", slow_batch, SolveOptions())
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    results = run_with_timeout(lambda: pool.map("scip", [_problem(k) for k in range(1, 5)], SolveOptions()))
+    assert [r.objective for r in results] == [-2.0, -4.0, -6.0, -8.0]
+
+
+def test_overrunning_worker_is_killed_then_error(pool, test_backends, monkeypatch):
+    """With a time limit, a worker past ``time_limit * chunk + grace`` is killed like a crash:
+    the problem is retried once, then reported ERROR, and the batch returns."""
+    import tamejax.backends.pool as pool_module
+
+    monkeypatch.setattr(pool_module, "GRACE_SECONDS", 0.05)
+    options = SolveOptions(time_limit=0.01)  # the slow backend sleeps 0.4 s before solving
+    t0 = time.monotonic()
+    results = run_with_timeout(lambda: pool.map("slow", [_problem(3)], options))
+    assert results[0].status == Status.ERROR
+    assert "deadline" in results[0].message
+    assert pool.restarts == 2
+    assert time.monotonic() - t0 < 10.0
+
+
+def test_in_process_solving_is_thread_safe(restore_workers):
+    """``set_workers(0)``: concurrent callbacks (as under shard_map) share the cached models,
+    so they are serialized; every thread gets its own correct answers."""
+    tamejax.set_workers(0)
+    problems = {t: [_problem(k) for k in range(1 + t, 9 + t)] for t in range(4)}
+    out: dict[int, list[float]] = {}
+
+    def work(t: int) -> None:
+        for _ in range(3):
+            rs = backends.pool.solve_many("scip", problems[t], SolveOptions())
+            out[t] = [r.objective for r in rs]
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(TIMEOUT)
+    for t in range(4):
+        assert out[t] == [-2.0 * k for k in range(1 + t, 9 + t)]
+
+
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # the child does not use JAX
+def test_forked_child_starts_its_own_pool(restore_workers):
+    """A forked child must not talk to the parent's workers through shared pipes."""
+    tamejax.set_workers(1)
+    parent_pool = get_pool()
+    parent_pool.pids()
+    pid = os.fork()
+    if pid == 0:  # child: a fresh pool, correct answers, parent's workers untouched
+        code = 1
+        try:
+            child_pool = get_pool()
+            ok = child_pool is not parent_pool
+            r = child_pool.map("scip", [_problem(2)], SolveOptions())
+            code = 0 if ok and r[0].objective == -4.0 else 2
+            child_pool.close()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert parent_pool.map("scip", [_problem(3)], SolveOptions())[0].objective == -6.0
+
+
+def test_model_cache_is_bounded():
+    from tamejax.backends.pool import ModelCache
+
+    cache = ModelCache(maxsize=3)
+    for k in range(5):
+        cache[k] = k
+    assert list(cache) == [2, 3, 4]
+    assert cache.get(2) == 2  # a hit refreshes the entry
+    cache[5] = 5
+    assert list(cache) == [4, 2, 5]

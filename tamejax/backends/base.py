@@ -147,6 +147,7 @@ class Backend(Protocol):
 
     name: str
     supports_integers: bool
+    checks_data: bool  # does ``check`` inspect the numbers (True) or only the structure?
 
     def check(self, problem: HostProblem) -> None:
         """Raise ``ValueError`` if this backend cannot take the problem (e.g. CP-SAT data)."""

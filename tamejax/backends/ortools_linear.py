@@ -138,7 +138,9 @@ class _Model:
         """Re-solve with a zero objective (tells infeasible from unbounded)."""
         for v in self.vars:
             self.objective.SetCoefficient(v, 0.0)
-        code = self.solver.Solve(self.params)
+        code = self.run()
+        if self.solver_id == "HIGHS" and code in (pywraplp.Solver.NOT_SOLVED, pywraplp.Solver.ABNORMAL):
+            code = self.run_without_presolve()  # the same HiGHS presolve failure as in ``solve``
         for j, v in enumerate(self.vars):
             self.objective.SetCoefficient(v, float(p.c[j]))
         return code
@@ -162,6 +164,8 @@ class LinearBackend:
     interface reports an unbounded LP as infeasible (or not solved), an ``INFEASIBLE``
     answer is confirmed by a zero-objective re-solve: feasible then means unbounded.
     """
+
+    checks_data = False  # ``check`` looks at integrality only
 
     def __init__(self, name: str, solver_id: str, supports_integers: bool):
         self.name = name
@@ -188,18 +192,17 @@ class LinearBackend:
             # one, "solve" it, then reject its own solution ("solve error", reported as
             # NOT_SOLVED although no limit was set): solve once more without presolve.
             status = _STATUS.get(model.run_without_presolve(), Status.ERROR)
-        if (
-            self.solver_id in ("GLOP", "HIGHS", "PDLP")
-            and status in (Status.INFEASIBLE, Status.NO_SOLUTION)
-            and options.time_limit is None
+        if self.solver_id in ("GLOP", "HIGHS", "PDLP") and (
+            status == Status.INFEASIBLE or (status == Status.NO_SOLUTION and options.time_limit is None)
         ):
             # These interfaces may answer "infeasible" for "infeasible or unbounded": a
-            # zero-objective re-solve tells. A NO_SOLUTION answer is only ever sharpened to
-            # INFEASIBLE (never guessed to be UNBOUNDED).
+            # zero-objective re-solve tells (also under a time limit: an unbounded problem
+            # must not come back as infeasible). A NO_SOLUTION answer is only sharpened to
+            # INFEASIBLE, or to UNBOUNDED when GLOP finds the LP (relaxation) unbounded.
             # PDLP (first order) may stop without a verdict: GLOP's simplex settles it.
             checker = model
             if self.solver_id == "PDLP":
-                checker = _cached_model("GLOP", p, SolveOptions(), cache, relax=True)
+                checker = _cached_model("GLOP", p, SolveOptions(time_limit=options.time_limit), cache, relax=True)
                 checker.load(p)
             feasible = checker.feasible_without_objective(p)
             if feasible in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
@@ -207,6 +210,8 @@ class LinearBackend:
                     status = Status.UNBOUNDED
             elif feasible == pywraplp.Solver.INFEASIBLE:
                 status = Status.INFEASIBLE
+            elif status == Status.INFEASIBLE:
+                status = Status.NO_SOLUTION  # the check hit the limit: infeasible or unbounded
         elif status == Status.ERROR and options.time_limit is not None:
             # HiGHS stopped by its time limit comes back from pywraplp as an unknown code with
             # no incumbent: that is "no solution within the limit", not a solver failure.

@@ -10,11 +10,14 @@ Dispatch: problems travel in guided chunks (at most ``MAX_CHUNK``, about a quart
 remains per worker, down to single problems at the end), which amortizes the pipe round trip
 for small problems and still balances the load.
 
-Failure handling: a worker that dies (or exceeds the hard deadline ``time_limit * chunk +
-grace`` when a time limit is set) is replaced. The problems of its chunk are requeued to be
-solved one by one, without counting the crash against them; a problem that crashes a worker
-on its own is retried once on a fresh worker, and a second failure gives status ``ERROR`` for
-that problem only. ``map`` always returns one result per problem, in order.
+Failure handling: a worker that dies (or, when a time limit is set, exceeds the hard deadline
+``time_limit * chunk size + grace``, doubled with duals since the fixed LP has its own time
+limit) is replaced. The problems of its chunk are requeued to be solved one by one, without
+counting the failure against them; a problem that fails a worker on its own is retried once on
+a fresh worker, and a second failure gives status ``ERROR`` for that problem only. ``map``
+always returns one result per problem, in order. A batch interrupted in the parent
+(``KeyboardInterrupt``) kills the workers still busy, so no stale answer can reach a later
+batch; workers ignore SIGINT.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import OrderedDict
 from multiprocessing.connection import wait
 
 from tamejax.backends import _REGISTRY, HostProblem, HostResult, SolveOptions, Status, solve_host
@@ -39,8 +43,12 @@ MAX_CHUNK = 16  # problems per message to a worker (at most)
 
 
 def write_frame(stream, obj) -> None:
+    """Write one length-prefixed pickle, looping over partial writes of unbuffered streams."""
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEADER.pack(len(data)) + data)
+    view = memoryview(_HEADER.pack(len(data)) + data)
+    while view:
+        written = stream.write(view)
+        view = view[written if written is not None else len(view) :]
     stream.flush()
 
 
@@ -122,8 +130,17 @@ class WorkerPool:
             return [w.pid for w in self.workers]
 
     def map(self, backend: str, problems: list[HostProblem], options: SolveOptions) -> list[HostResult]:
+        """Solve ``problems`` (one result each, in order); thread-safe, calls are serialized."""
         with self.lock:
-            return self._map(backend, problems, options)
+            try:
+                return self._map(backend, problems, options)
+            except BaseException:
+                # Interrupted (e.g. KeyboardInterrupt inside the JAX callback): workers still
+                # busy would later answer with this batch's results. Replace them.
+                for w in [w for w in self.workers if w.task is not None]:
+                    w.kill()
+                    self.workers.remove(w)
+                raise
 
     def _map(self, backend: str, problems: list[HostProblem], options: SolveOptions) -> list[HostResult]:
         self._ensure()
@@ -134,6 +151,9 @@ class WorkerPool:
         # process (register_backend) work in workers too.
         target = _REGISTRY.get(backend)
         singles: set[int] = set()  # problems to send alone (their chunk crashed a worker)
+        # Hard deadline per problem: the solve and, with duals, the fixed-LP solve, each with
+        # its own time limit. Without a time limit a solve may legitimately take any time.
+        deadline = None if options.time_limit is None else options.time_limit * (2 if options.duals else 1)
         while pending or any(w.task is not None for w in self.workers):
             for w in self.workers:
                 if w.task is None and pending:
@@ -150,7 +170,11 @@ class WorkerPool:
                     except (BrokenPipeError, OSError):
                         pass  # noticed below as a dead worker
             busy = [w for w in self.workers if w.task is not None]
-            ready = wait([w.fd for w in busy], timeout=1.0)
+            timeout = 1.0  # wake up in time for the nearest deadline
+            if deadline is not None and busy:
+                due = min(w.started + deadline * len(w.task) + GRACE_SECONDS for w in busy)
+                timeout = min(timeout, max(0.01, due - time.monotonic()))
+            ready = wait([w.fd for w in busy], timeout=timeout)
             now = time.monotonic()
             for w in busy:
                 failed = False
@@ -165,9 +189,7 @@ class WorkerPool:
                         failed = True
                 elif w.proc.poll() is not None:
                     failed = True
-                elif options.time_limit is not None and now - w.started > (
-                    options.time_limit * len(w.task) + GRACE_SECONDS
-                ):
+                elif deadline is not None and now - w.started > deadline * len(w.task) + GRACE_SECONDS:
                     failed = True
                 if failed:
                     self._replace(w, w.task, problems, attempts, pending, singles, results)
@@ -202,7 +224,9 @@ class WorkerPool:
         if attempts[i] < 2:
             pending.append(i)
         else:
-            results[i] = HostResult.failed(problems[i].n, Status.ERROR, "solver worker crashed twice on this problem")
+            results[i] = HostResult.failed(
+                problems[i].n, Status.ERROR, "solver worker crashed (or overran its deadline) twice on this problem"
+            )
 
     def close(self) -> None:
         with self.lock:
@@ -219,9 +243,30 @@ class WorkerPool:
             self.workers = []
 
 
+class ModelCache(OrderedDict):
+    """Least-recently-used cache of built solver models (structure -> model), bounded."""
+
+    def __init__(self, maxsize: int = 64) -> None:
+        super().__init__()
+        self.maxsize = maxsize
+
+    def get(self, key, default=None):
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        return default
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.maxsize:
+            self.popitem(last=False)
+
+
 _POOL: WorkerPool | None = None
 _WORKERS: int = max(1, min(os.cpu_count() or 1, 8))
-_IN_PROCESS_CACHE: dict = {}
+_IN_PROCESS_CACHE = ModelCache()
+_IN_PROCESS_LOCK = threading.Lock()  # callbacks may run concurrently (shard_map)
 _GLOBAL_LOCK = threading.Lock()
 
 
@@ -261,7 +306,8 @@ def solve_many(backend: str, problems: list[HostProblem], options: SolveOptions)
     """Solve a list of problems with the configured pool (or in-process)."""
     pool = get_pool()
     if pool is None:
-        return [solve_host(backend, p, options, _IN_PROCESS_CACHE) for p in problems]
+        with _IN_PROCESS_LOCK:  # the cached models are not thread-safe
+            return [solve_host(backend, p, options, _IN_PROCESS_CACHE) for p in problems]
     return pool.map(backend, problems, options)
 
 
@@ -269,3 +315,14 @@ def solve_many(backend: str, problems: list[HostProblem], options: SolveOptions)
 def _shutdown() -> None:
     if _POOL is not None:
         _POOL.close()
+
+
+def _after_fork_in_child() -> None:
+    # A forked child must not share the parent's worker pipes: it starts its own pool.
+    global _POOL, _GLOBAL_LOCK, _IN_PROCESS_LOCK
+    _POOL = None
+    _GLOBAL_LOCK = threading.Lock()
+    _IN_PROCESS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

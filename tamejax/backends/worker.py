@@ -9,17 +9,21 @@ stdout cannot corrupt the protocol.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 
 def main() -> None:
+    # Ctrl-C in a terminal reaches the whole process group: the parent handles it (and
+    # replaces busy workers); an idle worker must not die of it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)  # solver chatter on fd 1 goes to stderr
     sys.stdout = sys.stderr
     from tamejax.backends import _REGISTRY, register_backend, solve_host
-    from tamejax.backends.pool import read_frame, write_frame
+    from tamejax.backends.pool import ModelCache, read_frame, write_frame
 
-    cache: dict = {}
+    cache = ModelCache()
     fd = sys.stdin.buffer.fileno()
     while True:
         try:
