@@ -10,7 +10,7 @@ reduced costs of the continuous variables). The vector-Jacobian product is
     dz/dlb_j = max(r_j, 0),  dz/dub_j = min(r_j, 0)   for continuous j (0 for integer j).
 
 This is the derivative of the active piece of the piecewise-linear (tame) function z: an
-element of a conservative field in the sense of Bolte & Pauwels (2020), equal to the
+element of a conservative field in the sense of Bolte & Pauwels (2021, Math. Program.), equal to the
 gradient wherever z is differentiable (unique optimum, non-degenerate LP duals, interior of
 a piece). See ``docs/theory.md``.
 
@@ -102,7 +102,7 @@ def value(problem: MIP, backend: str = "scip", **options: Any) -> jax.Array:
     ``dz/dc = x*``, ``dz/db = y``, ``dz/dA = -y x*^T``, and for continuous variables
     ``dz/dlb = max(r, 0)``, ``dz/dub = min(r, 0)`` with ``r`` the reduced costs. This is the
     derivative of the active piece of the piecewise-linear value function, an element of a
-    conservative field (Bolte & Pauwels, 2020, "Conservative set valued fields, automatic
+    conservative field (Bolte & Pauwels, Math. Program. 2021, "Conservative set valued fields, automatic
     differentiation, stochastic gradient methods and deep learning"; Bolte, Le, Pauwels &
     Silveti-Falls, 2021, "Nonsmooth implicit differentiation for machine learning and
     optimization"), and the gradient at every point where ``z`` is differentiable.
