@@ -44,6 +44,18 @@ def make_knapsacks(count: int, items: int, seed: int) -> dict[str, np.ndarray]:
     return {"c": -v, "A_ub": w[:, None, :], "b_ub": cap[:, None]}
 
 
+def host_knapsacks(data: dict[str, np.ndarray]) -> list:
+    """The same knapsacks as tamejax host problems (``tamejax.backends.HostProblem``), x in {0, 1}."""
+    from tamejax.backends import HostProblem
+
+    count, n = data["c"].shape
+    z = np.zeros
+    return [
+        HostProblem(data["c"][k], data["A_ub"][k], data["b_ub"][k], z((0, n)), z(0), z(n), np.ones(n), np.ones(n, bool))
+        for k in range(count)
+    ]
+
+
 def plain_loop(data: dict[str, np.ndarray]) -> np.ndarray:
     """The baseline: build and solve each knapsack with OR-Tools SCIP directly."""
     from ortools.linear_solver import pywraplp
@@ -109,22 +121,9 @@ def main() -> int:
 
         return run
 
-    from tamejax.backends import HostProblem, SolveOptions, solve_host
+    from tamejax.backends import SolveOptions, solve_host
 
-    n = args.items
-    host_problems = [
-        HostProblem(
-            data["c"][k],
-            data["A_ub"][k],
-            data["b_ub"][k],
-            np.zeros((0, n)),
-            np.zeros(0),
-            np.zeros(n),
-            np.ones(n),
-            np.ones(n, bool),
-        )
-        for k in range(count)
-    ]
+    host_problems = host_knapsacks(data)
     host_cache: dict = {}
 
     def host_loop() -> np.ndarray:

@@ -26,7 +26,7 @@ from time import perf_counter
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_bridge import make_knapsacks  # noqa: E402
+from bench_bridge import host_knapsacks, make_knapsacks  # noqa: E402
 
 
 def main() -> int:
@@ -41,23 +41,11 @@ def main() -> int:
     from tqdm import tqdm
 
     import tamejax.backends.ortools_linear as ol
-    from tamejax.backends import HostProblem, SolveOptions, solve_host
+    from tamejax.backends import SolveOptions, solve_host
 
     data = make_knapsacks(count, args.items, args.seed)
     n = args.items
-    problems = [
-        HostProblem(
-            data["c"][k],
-            data["A_ub"][k],
-            data["b_ub"][k],
-            np.zeros((0, n)),
-            np.zeros(0),
-            np.zeros(n),
-            np.ones(n),
-            np.ones(n, bool),
-        )
-        for k in range(count)
-    ]
+    problems = host_knapsacks(data)
     bounds = [1, 2, 4, 8, 16, 32, 64, None]
     default = ol._MAX_REUSE["SCIP"]
     times: dict[str, list[float]] = {str(b): [] for b in bounds}
