@@ -44,6 +44,14 @@ def make_knapsacks(count: int, items: int, seed: int) -> dict[str, np.ndarray]:
     return {"c": -v, "A_ub": w[:, None, :], "b_ub": cap[:, None]}
 
 
+def write_record(path: str, record: dict) -> None:
+    """Write a benchmark's records as JSON (``benchmarks/results/<script>.json``) and say where."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2))
+    print(f"records written to {out}")
+
+
 def host_knapsacks(data: dict[str, np.ndarray]) -> list:
     """The same knapsacks as tamejax host problems (``tamejax.backends.HostProblem``), x in {0, 1}."""
     from tamejax.backends import HostProblem
@@ -187,10 +195,7 @@ def main() -> int:
     s2 = base / med["bridge_2_workers"]
     print(f"target 1 worker <= 1.15x plain loop: {r1:.3f}x -> {'met' if r1 <= 1.15 else 'NOT met'}")
     print(f"target 2 workers >= 1.6x faster:     {s2:.2f}x -> {'met' if s2 >= 1.6 else 'NOT met'}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2))
-    print(f"records written to {out}")
+    write_record(args.out, record)
     return 0
 
 

@@ -15,7 +15,6 @@ unbounded reuse, and prints medians and the ratio to the baseline.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -26,7 +25,7 @@ from time import perf_counter
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_bridge import host_knapsacks, make_knapsacks  # noqa: E402
+from bench_bridge import host_knapsacks, make_knapsacks, write_record  # noqa: E402
 
 
 def main() -> int:
@@ -85,10 +84,7 @@ def main() -> int:
         "median_s": med,
         "ratio_vs_fresh_model": {k: v / base for k, v in med.items()},
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2))
-    print(f"records written to {out}")
+    write_record(args.out, record)
     return 0
 
 
