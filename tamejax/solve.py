@@ -77,21 +77,46 @@ def _options(time_limit, rel_gap, threads, seed, duals) -> SolveOptions:
     )
 
 
+def _batch_valid(arrays: dict[str, np.ndarray], batch: tuple[int, ...]) -> np.ndarray:
+    """Vectorized ``HostProblem.invalid_reason() is None`` over a batch, shape ``batch``."""
+    ok = np.ones(batch, dtype=bool)
+    for k, a in arrays.items():
+        core = tuple(range(a.ndim - _CORE_NDIM[k], a.ndim))
+        if k in ("lb", "ub"):
+            bad = np.isnan(a) | (a == (np.inf if k == "lb" else -np.inf))
+        else:
+            bad = ~np.isfinite(a)
+        ok &= ~np.broadcast_to(np.any(bad, axis=core), batch)
+    ok &= ~np.broadcast_to(np.any(arrays["lb"] > arrays["ub"], axis=-1), batch)
+    return ok
+
+
 def _host_problems(
     arrays: dict[str, np.ndarray], integrality: np.ndarray, dtype: str
 ) -> tuple[tuple[int, ...], list[HostProblem]]:
-    """Split batched host arrays (possibly with size-1 axes from vmap) into single problems."""
+    """Split batched host arrays (possibly with size-1 axes from vmap) into single problems.
+
+    A field that is the same for the whole batch (size-1 batch axes, as an ``Oracle``'s
+    constraints) becomes *one* array shared by every problem: it is pickled once per chunk
+    sent to a worker, and the backends skip re-loading it (identity check)."""
     batch = np.broadcast_shapes(*(a.shape[: a.ndim - _CORE_NDIM[k]] for k, a in arrays.items()))
     size = int(np.prod(batch, dtype=np.int64))
-    flat = {}
+    valid = _batch_valid(arrays, tuple(batch)).reshape(size)
+    per: dict[str, Any] = {}
     for k, a in arrays.items():
         core = a.shape[a.ndim - _CORE_NDIM[k] :]
-        flat[k] = np.broadcast_to(a, batch + core).reshape((size,) + core)
+        if all(d == 1 for d in a.shape[: a.ndim - _CORE_NDIM[k]]):
+            shared = np.ascontiguousarray(a.reshape(core), dtype=np.float64)
+            per[k] = [shared] * size
+        else:
+            flat = np.ascontiguousarray(np.broadcast_to(a, batch + core).reshape((size,) + core), dtype=np.float64)
+            per[k] = list(flat)  # views of one contiguous block
     problems = [
         HostProblem(
-            **{k: np.ascontiguousarray(flat[k][i], dtype=np.float64) for k in _LEAVES},
+            **{k: per[k][i] for k in _LEAVES},
             integrality=integrality,
             input_dtype=dtype,
+            checked=bool(valid[i]),
         )
         for i in range(size)
     ]

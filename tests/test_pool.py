@@ -381,3 +381,94 @@ def test_model_cache_is_bounded():
     assert cache.get(2) == 2  # a hit refreshes the entry
     cache[5] = 5
     assert list(cache) == [4, 2, 5]
+
+
+# ---------------------------------------------------------------------------- wire format and batch validation
+def test_pack_problems_round_trip_keeps_shared_fields_shared():
+    from tamejax.backends.pool import pack_problems, unpack_problems
+
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(3, 4))
+    probs = [
+        HostProblem(
+            rng.normal(size=4),
+            A,
+            np.ones(3),
+            np.zeros((0, 4)),
+            np.zeros(0),
+            np.zeros(4),
+            np.ones(4),
+            np.array([True, False, True, False]),
+            "float32",
+            checked=bool(i % 2),
+        )
+        for i in range(5)
+    ]
+    import pickle
+
+    back = unpack_problems(pickle.loads(pickle.dumps(pack_problems(probs))))
+    assert len(back) == 5
+    for p, q in zip(probs, back, strict=True):
+        for f in ("c", "A_ub", "b_ub", "A_eq", "b_eq", "lb", "ub", "integrality"):
+            np.testing.assert_array_equal(getattr(p, f), getattr(q, f))
+        assert (p.input_dtype, p.checked) == (q.input_dtype, q.checked)
+    assert all(q.A_ub is back[0].A_ub for q in back)  # one object after the trip: backends skip reloading it
+    # Problems of different shapes (e.g. pool.map over mixed structures) travel as lists.
+    mixed = probs[:2] + [
+        HostProblem(
+            np.ones(2),
+            np.ones((1, 2)),
+            np.ones(1),
+            np.zeros((0, 2)),
+            np.zeros(0),
+            np.zeros(2),
+            np.ones(2),
+            np.zeros(2, bool),
+        )
+    ]
+    back = unpack_problems(pack_problems(mixed))
+    np.testing.assert_array_equal(back[2].c, np.ones(2))
+
+
+def test_pack_results_round_trip():
+    from tamejax.backends import HostResult
+    from tamejax.backends.pool import pack_results, unpack_results
+
+    rs = [
+        HostResult(np.arange(3.0), 1.5, 1.0, Status.OPTIMAL, np.ones(2), np.zeros(0), np.ones(3), 0.25, "a"),
+        HostResult.failed(3, Status.INFEASIBLE, "no"),
+    ]
+    back = unpack_results(pack_results(rs))
+    assert back[0].status == Status.OPTIMAL and back[0].objective == 1.5 and back[0].message == "a"
+    np.testing.assert_array_equal(back[0].dual_ub, np.ones(2))
+    assert back[1].status == Status.INFEASIBLE and back[1].objective == math.inf and back[1].dual_ub is None
+    assert np.isnan(back[1].x).all()
+
+
+def test_batch_validation_agrees_with_invalid_reason():
+    from tamejax.solve import _host_problems
+
+    rng = np.random.default_rng(1)
+    B, n, m = 12, 3, 2
+    arrays = {
+        "c": rng.normal(size=(B, n)),
+        "A_ub": rng.normal(size=(1, m, n)),
+        "b_ub": rng.normal(size=(B, m)),
+        "A_eq": np.zeros((1, 0, n)),
+        "b_eq": np.zeros((1, 0)),
+        "lb": np.zeros((B, n)),
+        "ub": np.ones((B, n)),
+    }
+    arrays["c"][1, 0] = np.nan
+    arrays["b_ub"][2, 1] = np.inf
+    arrays["lb"][3, 2] = 2.0  # lb > ub
+    arrays["lb"][4, 0] = np.inf
+    arrays["ub"][5, 1] = -np.inf
+    arrays["ub"][6, 1] = np.nan
+    arrays["ub"][7, 2] = np.inf  # fine
+    arrays["lb"][8, 0] = -np.inf  # fine
+    _, probs = _host_problems(arrays, np.zeros(n, bool), "float64")
+    for p in probs:
+        assert p.checked == (p.invalid_reason() is None)
+    assert [p.checked for p in probs] == [True, False, False, False, False, False, False, True, True, True, True, True]
+    assert all(p.A_ub is probs[0].A_ub for p in probs)  # a field shared by the batch is one array

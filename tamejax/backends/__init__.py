@@ -63,7 +63,7 @@ def get_backend(name: str) -> Backend:
 def solve_host(backend: str, problem: HostProblem, options: SolveOptions, cache: dict) -> HostResult:
     """Solve one problem, turning every failure into a status (never raises)."""
     try:
-        reason = problem.invalid_reason()
+        reason = None if problem.checked else problem.invalid_reason()
         if reason is not None:
             return HostResult.failed(problem.n, Status.ERROR, f"invalid data: {reason}")
         result = get_backend(backend).solve(problem, options, cache)

@@ -54,6 +54,7 @@ class HostProblem:
     ub: np.ndarray
     integrality: np.ndarray  # bool, shape (n,)
     input_dtype: str = "float64"  # dtype the data had in JAX (for exact rational recovery)
+    checked: bool = False  # values already validated (vectorized over a batch by the bridge)
 
     @property
     def n(self) -> int:

@@ -108,18 +108,25 @@ class _Model:
         cur = self.cur
         lb = p.lb if lb is None else lb
         ub = p.ub if ub is None else ub
-        for j in np.flatnonzero(p.c != cur["c"]):
-            self.objective.SetCoefficient(self.vars[j], float(p.c[j]))
+        # Arrays shared by a batch (``_host_problems``) arrive as the very same object: skip them.
+        if p.c is not cur["c"]:
+            c = p.c.tolist()
+            for j in np.flatnonzero(p.c != cur["c"]).tolist():
+                self.objective.SetCoefficient(self.vars[j], c[j])
         for name, rows in (("A_ub", self.rows_ub), ("A_eq", self.rows_eq)):
             A = getattr(p, name)
-            for i, j in zip(*np.nonzero(A != cur[name]), strict=True):
-                rows[i].SetCoefficient(self.vars[j], float(A[i, j]))
-        for i in np.flatnonzero(p.b_ub != cur["b_ub"]):
-            self.rows_ub[i].SetBounds(-self.inf, self._b(p.b_ub[i]))
-        for i in np.flatnonzero(p.b_eq != cur["b_eq"]):
-            self.rows_eq[i].SetBounds(float(p.b_eq[i]), float(p.b_eq[i]))
-        for j in np.flatnonzero((lb != cur["lb"]) | (ub != cur["ub"])):
-            self.vars[j].SetBounds(self._b(lb[j]), self._b(ub[j]))
+            if A is not cur[name]:
+                for i, j in zip(*np.nonzero(A != cur[name]), strict=True):
+                    rows[i].SetCoefficient(self.vars[j], float(A[i, j]))
+        if p.b_ub is not cur["b_ub"]:
+            for i in np.flatnonzero(p.b_ub != cur["b_ub"]):
+                self.rows_ub[i].SetBounds(-self.inf, self._b(p.b_ub[i]))
+        if p.b_eq is not cur["b_eq"]:
+            for i in np.flatnonzero(p.b_eq != cur["b_eq"]):
+                self.rows_eq[i].SetBounds(float(p.b_eq[i]), float(p.b_eq[i]))
+        if lb is not cur["lb"] or ub is not cur["ub"]:
+            for j in np.flatnonzero((lb != cur["lb"]) | (ub != cur["ub"])):
+                self.vars[j].SetBounds(self._b(lb[j]), self._b(ub[j]))
         self.cur = {"c": p.c, "A_ub": p.A_ub, "A_eq": p.A_eq, "b_ub": p.b_ub, "b_eq": p.b_eq, "lb": lb, "ub": ub}
 
     def run(self) -> int:

@@ -33,6 +33,8 @@ import time
 from collections import OrderedDict
 from multiprocessing.connection import wait
 
+import numpy as np
+
 from tamejax.backends import _REGISTRY, HostProblem, HostResult, SolveOptions, Status, solve_host
 
 __all__ = ["WorkerPool", "get_pool", "set_workers", "get_workers"]
@@ -50,6 +52,67 @@ def write_frame(stream, obj) -> None:
         written = stream.write(view)
         view = view[written if written is not None else len(view) :]
     stream.flush()
+
+
+_PROBLEM_FIELDS = ("c", "A_ub", "b_ub", "A_eq", "b_eq", "lb", "ub", "integrality", "input_dtype", "checked")
+
+
+def pack_problems(problems: list[HostProblem]) -> tuple:
+    """A compact wire form of a chunk: a field that is one object for the whole chunk travels
+    once (and stays one object on arrival, which lets backends skip re-loading it), the others
+    as one stacked array. Much cheaper to pickle than a list of dataclasses."""
+    fields = {}
+    for name in _PROBLEM_FIELDS:
+        first = getattr(problems[0], name)
+        if all(getattr(p, name) is first for p in problems):
+            fields[name] = ("shared", first)
+        elif isinstance(first, np.ndarray) and all(getattr(p, name).shape == first.shape for p in problems):
+            fields[name] = ("stacked", np.stack([getattr(p, name) for p in problems]))
+        else:
+            fields[name] = ("list", [getattr(p, name) for p in problems])
+    return len(problems), fields
+
+
+def unpack_problems(packed: tuple) -> list[HostProblem]:
+    """Inverse of ``pack_problems``."""
+    k, fields = packed
+    cols = {}
+    for name, (kind, v) in fields.items():
+        cols[name] = [v] * k if kind == "shared" else list(v)
+    return [HostProblem(**{name: cols[name][i] for name in _PROBLEM_FIELDS}) for i in range(k)]
+
+
+def pack_results(results: list[HostResult]) -> tuple:
+    """A compact wire form of a chunk's results (stacked arrays instead of dataclasses)."""
+    xs = [r.x for r in results]
+    x = np.stack(xs) if all(v.shape == xs[0].shape for v in xs) else xs
+    scalars = np.array([(r.objective, r.bound, float(int(r.status)), r.solve_time) for r in results], np.float64)
+    duals = {}
+    for name in ("dual_ub", "dual_eq", "reduced_cost"):
+        vals = [getattr(r, name) for r in results]
+        same = all(v is not None and v.shape == vals[0].shape for v in vals)
+        duals[name] = np.stack(vals) if same else vals
+    return x, scalars, duals, [r.message for r in results]
+
+
+def unpack_results(packed: tuple) -> list[HostResult]:
+    """Inverse of ``pack_results``."""
+    x, scalars, duals, messages = packed
+    out = []
+    for i in range(len(x)):
+        obj, bound, status, t = scalars[i]
+        out.append(
+            HostResult(
+                x[i],
+                float(obj),
+                float(bound),
+                Status(int(status)),
+                *(duals[name][i] for name in ("dual_ub", "dual_eq", "reduced_cost")),
+                solve_time=float(t),
+                message=messages[i],
+            )
+        )
+    return out
 
 
 def _read_exact(fd: int, n: int) -> bytes:
@@ -166,7 +229,7 @@ class WorkerPool:
                         chunk.append(pending.pop())
                     w.task, w.started = chunk, time.monotonic()
                     try:
-                        w.send((chunk, backend, target, [problems[i] for i in chunk], options))
+                        w.send((chunk, backend, target, pack_problems([problems[i] for i in chunk]), options))
                     except (BrokenPipeError, OSError):
                         pass  # noticed below as a dead worker
             busy = [w for w in self.workers if w.task is not None]
@@ -180,8 +243,8 @@ class WorkerPool:
                 failed = False
                 if w.fd in ready:
                     try:
-                        chunk, chunk_results = read_frame(w.fd)
-                        for i, r in zip(chunk, chunk_results, strict=True):
+                        chunk, packed = read_frame(w.fd)
+                        for i, r in zip(chunk, unpack_results(packed), strict=True):
                             results[i] = r
                         w.task = None
                         continue
