@@ -1,0 +1,62 @@
+"""Smoke tests of the runnable examples: each runs in a subprocess (its own JAX configuration and
+solver pool, as a user would run it), exits 0 and writes its plot."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+def run_example(script: str, *args: str, returncode: int = 0, timeout: float = 120.0) -> subprocess.CompletedProcess:
+    """Run ``examples/<script>`` with ``args`` from the repository root; fail with its output unless it
+    exits with ``returncode``."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env["MPLBACKEND"] = "Agg"
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == returncode, (
+        f"{script} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
+    )
+    return proc
+
+
+def test_predict_then_optimize_quick(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "pto.png"
+    proc = run_example("predict_then_optimize.py", "--quick", "--out", str(out))
+    assert out.is_file() and out.stat().st_size > 0
+    assert f"plot saved to {out}" in proc.stdout
+    # the final table: one row per method, a finite non-negative regret in percent
+    rows = re.findall(r"^(.+?)\s+(\S+) %\s+\S+\s+\S+$", proc.stdout, flags=re.MULTILINE)
+    names = [name.strip() for name, _ in rows]
+    assert names == ["2-stage (MSE)", "SPO+", "PFYL", "DBB", "DPO", "NID (identity)", "I-MLE"], proc.stdout
+    for name, value in rows:
+        assert math.isfinite(float(value)) and float(value) >= 0, (name, value)
+
+
+def test_predict_then_optimize_rejects_unknown_method():
+    proc = run_example("predict_then_optimize.py", "--methods", "spo+,bogus", returncode=2)
+    assert "--methods" in proc.stderr and "bogus" in proc.stderr
+
+
+def test_value_landscape(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "landscape.png"
+    proc = run_example("value_landscape.py", "--points", "60", "--out", str(out))
+    assert out.is_file() and out.stat().st_size > 0
+    assert "plot saved to" in proc.stdout
