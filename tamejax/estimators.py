@@ -56,6 +56,7 @@ __all__ = [
     "perturbed",
     "regret",
     "spo_plus_loss",
+    "sum_of_gamma",
 ]
 
 _NOISES = ("gaussian", "gumbel")
@@ -64,10 +65,12 @@ _EULER_GAMMA = 0.5772156649015329
 
 # ---------------------------------------------------------------------------- validation
 def _positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if isinstance(value, bool | str):
+        raise ValueError(f"argument `{name}`: expected a positive finite number, got {value!r}")
+    if not isinstance(value, numbers.Real):
         try:
             value = float(value)  # concrete 0-d arrays
-        except (TypeError, jax.errors.ConcretizationTypeError):
+        except (TypeError, ValueError, jax.errors.ConcretizationTypeError):
             raise ValueError(f"argument `{name}`: expected a positive finite number, got {value!r}") from None
     value = float(value)
     if not (math.isfinite(value) and value > 0):
@@ -108,6 +111,12 @@ def _zeros(tree: Any) -> Any:
 def _solve_x(oracle: Any, theta: jax.Array) -> jax.Array:
     """``x*(theta)`` without gradient, in ``theta``'s dtype (``NaN`` rows on failure)."""
     return jax.lax.stop_gradient(oracle.solve(jax.lax.stop_gradient(theta)).x.astype(theta.dtype))
+
+
+def _solve_samples(oracle: Any, theta_s: jax.Array) -> jax.Array:
+    """``_solve_x`` of sampled costs ``(..., S, n)``: the sample axis is moved in front for the solve, so
+    that the batch axes ``...`` still line up with those of a batched ``oracle.problem``."""
+    return jnp.moveaxis(_solve_x(oracle, jnp.moveaxis(theta_s, -2, 0)), 0, -2)
 
 
 def _dot(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -151,7 +160,7 @@ def _perturbed(oracle, theta, z, sigma, multiplicative, noise, variance_reductio
 
 def _perturbed_fwd(oracle, theta, z, sigma, multiplicative, noise, variance_reduction):
     theta_s, _ = _perturb(theta, z, sigma, multiplicative, noise)
-    xs = _solve_x(oracle, theta_s)
+    xs = _solve_samples(oracle, theta_s)
     return jnp.mean(xs, axis=-2), (oracle, theta, z, xs)
 
 
@@ -209,7 +218,9 @@ def perturbed(
     Args:
       oracle: the ``Oracle`` (or ``CachedOracle``).
       theta: costs, shape ``(..., n)``.
-      key: a ``jax.random`` key; split it between steps (the same key gives the same noise).
+      key: a ``jax.random`` key; split it between steps (the same key gives the same noise, and
+        under ``vmap`` an unbatched key gives every instance the same noise: batch ``theta``
+        or the keys).
       num_samples: Monte-Carlo samples per instance (``>= 1``); all ``(..., num_samples)``
         problems are solved in one batched call.
       sigma: noise scale (``> 0``), a Python number (static).
@@ -271,7 +282,7 @@ def fenchel_young_loss(
     y = _like(oracle, "x_true", x_true, theta)
     z = _sample(key, noise, theta.shape[:-1] + (num_samples, theta.shape[-1]), theta.dtype)
     theta_s, _ = _perturb(theta, z, sigma, bool(multiplicative), noise)
-    xs = _solve_x(oracle, theta_s)  # constants: Danskin's theorem makes plain autodiff exact
+    xs = _solve_samples(oracle, theta_s)  # constants: Danskin's theorem makes plain autodiff exact
     f = jnp.mean(_dot(theta_s, xs), axis=-1)  # F(theta), Monte Carlo
     return oracle.sign * (_dot(theta, y) - f)
 
@@ -417,21 +428,19 @@ def sum_of_gamma(
     kappa = _positive("kappa", kappa)
     num_terms = _positive_int("num_terms", num_terms)
     dtype = dtype or jnp.result_type(float)
-    keys = jax.random.split(key, num_terms)
-    total = jnp.zeros(shape, dtype)
-    for i in range(1, num_terms + 1):
-        total = total + (kappa / i) * jax.random.gamma(keys[i - 1], 1.0 / kappa, shape, dtype)
+    scale = (kappa / jnp.arange(1, num_terms + 1, dtype=dtype)).reshape((num_terms,) + (1,) * len(shape))
+    total = jnp.sum(scale * jax.random.gamma(key, 1.0 / kappa, (num_terms, *shape), dtype), axis=0)
     return (total - math.log(num_terms)) / kappa
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
 def _imle(oracle, theta, eps, lam, two_sided):
-    return jnp.mean(_solve_x(oracle, theta[..., None, :] + eps), axis=-2)
+    return jnp.mean(_solve_samples(oracle, theta[..., None, :] + eps), axis=-2)
 
 
 def _imle_fwd(oracle, theta, eps, lam, two_sided):
     theta_s = theta[..., None, :] + eps
-    xs = _solve_x(oracle, theta_s)
+    xs = _solve_samples(oracle, theta_s)
     return jnp.mean(xs, axis=-2), (oracle, theta_s, xs, eps)
 
 
@@ -440,11 +449,11 @@ def _imle_bwd(lam, two_sided, res, g):
     d = lam * g[..., None, :].astype(theta_s.dtype)
     s = theta_s.shape[-2]
     if two_sided:  # central difference: one solve of both sides
-        both = _solve_x(oracle, jnp.concatenate([theta_s + d, theta_s - d], axis=-2))
+        both = _solve_samples(oracle, jnp.concatenate([theta_s + d, theta_s - d], axis=-2))
         grad = jnp.mean(both[..., :s, :] - both[..., s:, :], axis=-2) / (2.0 * lam)
     else:  # target distribution theta' = theta - lam g (max), theta + lam g (min), same noise
         sgn = oracle.sign
-        grad = sgn * jnp.mean(_solve_x(oracle, theta_s + sgn * d) - xs, axis=-2) / lam
+        grad = sgn * jnp.mean(_solve_samples(oracle, theta_s + sgn * d) - xs, axis=-2) / lam
     return _zeros(oracle), grad.astype(theta_s.dtype), jnp.zeros_like(eps)
 
 
@@ -625,6 +634,8 @@ class SolutionPool:
     def best(self, theta: Any, sense: str = "min") -> jax.Array:
         """The valid row minimizing (``"max"``: maximizing) ``theta . x``, for ``theta`` of shape
         ``(..., n)``; ``NaN`` if the pool is empty."""
+        if sense not in ("min", "max"):
+            raise ValueError(f"argument `sense`: expected 'min' or 'max', got {sense!r}")
         theta = jnp.asarray(theta)
         obj = theta @ self.solutions.T.astype(theta.dtype)  # (..., capacity)
         sgn = 1.0 if sense == "min" else -1.0
@@ -645,7 +656,9 @@ class CachedOracle:
     empty); otherwise every instance gets ``argmin_{x in pool} theta . x`` with status
     ``FEASIBLE`` (a feasible point, not a proven optimum) and bound ``-inf`` (``+inf`` for
     ``"max"``). All the solves of one estimator call share the draw. Under ``jit`` the skipped
-    branch does not run (``lax.cond``), so cached steps cost no solve. The pool does not grow by
+    branch does not run (``lax.cond``), so cached steps cost no solve; under ``vmap`` over
+    *keys* the draw is batched, ``lax.cond`` becomes a select and both branches run (vmap over
+    the costs instead, with one key). The pool does not grow by
     itself: add the solutions you obtain (``pool.add``) and pass a new ``CachedOracle`` with a fresh
     key at each step.
 

@@ -12,7 +12,7 @@ import math
 import time
 
 import numpy as np
-from ortools.linear_solver import pywraplp
+from ortools.linear_solver import _pywraplp, pywraplp
 
 from tamejax.backends.base import HostProblem, HostResult, SolveOptions, Status, structure_key
 
@@ -110,9 +110,9 @@ class _Model:
         ub = p.ub if ub is None else ub
         # Arrays shared by a batch (``_host_problems``) arrive as the very same object: skip them.
         if p.c is not cur["c"]:
-            c = p.c.tolist()
+            c, obj, xs, set_coef = p.c.tolist(), self.objective, self.vars, _pywraplp.Objective_SetCoefficient
             for j in np.flatnonzero(p.c != cur["c"]).tolist():
-                self.objective.SetCoefficient(self.vars[j], c[j])
+                set_coef(obj, xs[j], c[j])  # the SWIG call itself: the wrapper costs a third more
         for name, rows in (("A_ub", self.rows_ub), ("A_eq", self.rows_eq)):
             A = getattr(p, name)
             if A is not cur[name]:
@@ -153,7 +153,7 @@ class _Model:
         return code
 
     def primal(self) -> np.ndarray:
-        return np.array([v.solution_value() for v in self.vars], dtype=np.float64)
+        return np.array(list(map(_pywraplp.Variable_solution_value, self.vars)), dtype=np.float64)
 
     def duals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         y_ub = np.array([r.dual_value() for r in self.rows_ub], dtype=np.float64)

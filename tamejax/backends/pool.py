@@ -23,6 +23,7 @@ batch; workers ignore SIGINT.
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import pickle
 import struct
@@ -36,12 +37,14 @@ from multiprocessing.connection import wait
 import numpy as np
 
 from tamejax.backends import _REGISTRY, HostProblem, HostResult, SolveOptions, Status, solve_host
+from tamejax.backends.base import structure_key
 
 __all__ = ["WorkerPool", "get_pool", "set_workers", "get_workers"]
 
 _HEADER = struct.Struct("<Q")
 GRACE_SECONDS = 30.0
-MAX_CHUNK = 16  # problems per message to a worker (at most)
+MAX_CHUNK = 16  # problems per message to a worker (at most, unless the problems are cheap)
+MIN_CHUNK_SECONDS = 0.005  # cheap problems (known from past solves) travel in chunks of ~this much work
 
 
 def write_frame(stream, obj) -> None:
@@ -180,6 +183,10 @@ class WorkerPool:
         self.workers: list[_Worker] = []
         self.lock = threading.Lock()
         self.restarts = 0
+        # Seconds per problem seen recently, per backend and structure (exponential moving average): lets
+        # cheap problems (small LPs) travel in larger chunks, since a round trip to a worker
+        # costs more than solving one of them.
+        self.cost: dict[tuple, float] = {}
 
     def _ensure(self) -> None:
         self.workers = [w for w in self.workers if w.proc.poll() is None]
@@ -213,6 +220,7 @@ class WorkerPool:
         # The registry target travels with the task, so that backends registered in this
         # process (register_backend) work in workers too.
         target = _REGISTRY.get(backend)
+        cost_key = (backend, structure_key(problems[0])) if problems else None
         singles: set[int] = set()  # problems to send alone (their chunk crashed a worker)
         # Hard deadline per problem: the solve and, with duals, the fixed-LP solve, each with
         # its own time limit. Without a time limit a solve may legitimately take any time.
@@ -224,6 +232,10 @@ class WorkerPool:
                     # trip), down to single problems at the end (balances the load).
                     # Problems requeued after a crash go alone.
                     size = max(1, min(MAX_CHUNK, len(pending) // (2 * len(self.workers))))
+                    est = self.cost.get(cost_key)
+                    if est is not None:  # at least MIN_CHUNK_SECONDS of work, at most a fair share
+                        fair = -(-len(pending) // len(self.workers))
+                        size = max(size, min(fair, math.ceil(MIN_CHUNK_SECONDS / max(est, 1e-6))))
                     chunk = [pending.pop()]
                     while len(chunk) < size and pending and chunk[0] not in singles and pending[-1] not in singles:
                         chunk.append(pending.pop())
@@ -244,8 +256,12 @@ class WorkerPool:
                 if w.fd in ready:
                     try:
                         chunk, packed = read_frame(w.fd)
-                        for i, r in zip(chunk, unpack_results(packed), strict=True):
+                        chunk_results = unpack_results(packed)
+                        for i, r in zip(chunk, chunk_results, strict=True):
                             results[i] = r
+                        mean = sum(r.solve_time for r in chunk_results) / len(chunk_results)
+                        old = self.cost.get(cost_key)
+                        self.cost[cost_key] = mean if old is None else 0.7 * old + 0.3 * mean
                         w.task = None
                         continue
                     except (EOFError, OSError, pickle.UnpicklingError):
