@@ -123,10 +123,14 @@ class Oracle:
         batch = jnp.broadcast_shapes(theta.shape[:-1], p.batch_shape)
         dtype = jnp.result_type(theta, p.c)
         c = jnp.broadcast_to(self.sign * theta, batch + (self.n,)).astype(dtype)
-        leaves = [c] + [
-            jnp.broadcast_to(getattr(p, k), batch + getattr(p, k).shape[len(p.batch_shape) :]).astype(dtype)
-            for k in _LEAVES[1:]
-        ]
+        leaves = [c]
+        for k in _LEAVES[1:]:
+            # Constraints are not broadcast to the batch: with size-1 batch axes the host sees
+            # one array shared by every problem (sent once per chunk, loaded once per model).
+            v = getattr(p, k).astype(dtype)
+            core = v.shape[len(p.batch_shape) :]
+            pb = (1,) * (len(batch) - len(p.batch_shape)) + tuple(p.batch_shape)
+            leaves.append(v.reshape(pb + core))
         sol = solve_leaves(tuple(leaves), p.integrality, self.backend, self.options)
         if self.sense == "max":
             sol = dataclasses.replace(sol, objective=-sol.objective, bound=-sol.bound)

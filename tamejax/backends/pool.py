@@ -45,6 +45,7 @@ _HEADER = struct.Struct("<Q")
 GRACE_SECONDS = 30.0
 MAX_CHUNK = 16  # problems per message to a worker (at most, unless the problems are cheap)
 MIN_CHUNK_SECONDS = 0.005  # cheap problems (known from past solves) travel in chunks of ~this much work
+PIPELINE_BELOW_SECONDS = 0.005  # problems cheaper than this: a second chunk waits in each worker's pipe
 
 
 def write_frame(stream, obj) -> None:
@@ -147,8 +148,16 @@ class _Worker:
             bufsize=0,
         )
         self.fd = self.proc.stdout.fileno()
-        self.task: list[int] | None = None  # indices of the problems it is solving
-        self.started = 0.0
+        # Chunks sent and not answered yet, in order (the worker solves them first in, first
+        # out): the head is being solved; the others wait in the pipe, which hides the round
+        # trip between two chunks of cheap problems.
+        self.tasks: list[list[int]] = []
+        self.started = 0.0  # when the head chunk started
+
+    @property
+    def task(self) -> list[int] | None:
+        """The chunk being solved (``None`` when idle)."""
+        return self.tasks[0] if self.tasks else None
 
     @property
     def pid(self) -> int:
@@ -207,7 +216,7 @@ class WorkerPool:
             except BaseException:
                 # Interrupted (e.g. KeyboardInterrupt inside the JAX callback): workers still
                 # busy would later answer with this batch's results. Replace them.
-                for w in [w for w in self.workers if w.task is not None]:
+                for w in [w for w in self.workers if w.tasks]:
                     w.kill()
                     self.workers.remove(w)
                 raise
@@ -225,26 +234,31 @@ class WorkerPool:
         # Hard deadline per problem: the solve and, with duals, the fixed-LP solve, each with
         # its own time limit. Without a time limit a solve may legitimately take any time.
         deadline = None if options.time_limit is None else options.time_limit * (2 if options.duals else 1)
-        while pending or any(w.task is not None for w in self.workers):
+        while pending or any(w.tasks for w in self.workers):
+            est = self.cost.get(cost_key)
+            # Cheap problems (known from past solves): one chunk queued behind the one being
+            # solved. Expensive ones: one at a time, which keeps the end of a batch balanced.
+            depth = 2 if est is not None and est < PIPELINE_BELOW_SECONDS else 1
             for w in self.workers:
-                if w.task is None and pending:
+                while len(w.tasks) < depth and pending:
                     # Guided chunks: large while much work remains (amortizes the pipe round
                     # trip), down to single problems at the end (balances the load).
                     # Problems requeued after a crash go alone.
                     size = max(1, min(MAX_CHUNK, len(pending) // (2 * len(self.workers))))
-                    est = self.cost.get(cost_key)
                     if est is not None:  # at least MIN_CHUNK_SECONDS of work, at most a fair share
-                        fair = -(-len(pending) // len(self.workers))
+                        fair = -(-len(pending) // (depth * len(self.workers)))
                         size = max(size, min(fair, math.ceil(MIN_CHUNK_SECONDS / max(est, 1e-6))))
                     chunk = [pending.pop()]
                     while len(chunk) < size and pending and chunk[0] not in singles and pending[-1] not in singles:
                         chunk.append(pending.pop())
-                    w.task, w.started = chunk, time.monotonic()
+                    if not w.tasks:
+                        w.started = time.monotonic()
+                    w.tasks.append(chunk)
                     try:
                         w.send((chunk, backend, target, pack_problems([problems[i] for i in chunk]), options))
                     except (BrokenPipeError, OSError):
-                        pass  # noticed below as a dead worker
-            busy = [w for w in self.workers if w.task is not None]
+                        break  # noticed below as a dead worker
+            busy = [w for w in self.workers if w.tasks]
             timeout = 1.0  # wake up in time for the nearest deadline
             if deadline is not None and busy:
                 due = min(w.started + deadline * len(w.task) + GRACE_SECONDS for w in busy)
@@ -256,13 +270,16 @@ class WorkerPool:
                 if w.fd in ready:
                     try:
                         chunk, packed = read_frame(w.fd)
+                        if chunk != w.task:  # pragma: no cover - a protocol violation
+                            raise pickle.UnpicklingError(f"worker answered {chunk}, expected {w.task}")
                         chunk_results = unpack_results(packed)
                         for i, r in zip(chunk, chunk_results, strict=True):
                             results[i] = r
                         mean = sum(r.solve_time for r in chunk_results) / len(chunk_results)
                         old = self.cost.get(cost_key)
                         self.cost[cost_key] = mean if old is None else 0.7 * old + 0.3 * mean
-                        w.task = None
+                        w.tasks.pop(0)
+                        w.started = now
                         continue
                     except (EOFError, OSError, pickle.UnpicklingError):
                         failed = True
@@ -271,7 +288,11 @@ class WorkerPool:
                 elif deadline is not None and now - w.started > deadline * len(w.task) + GRACE_SECONDS:
                     failed = True
                 if failed:
-                    self._replace(w, w.task, problems, attempts, pending, singles, results)
+                    # The worker solves its chunks in order: the head one was running. The
+                    # chunks behind it were not started: requeue them as they were.
+                    for later in w.tasks[:0:-1]:
+                        pending.extend(later[::-1])
+                    self._replace(w, w.tasks[0], problems, attempts, pending, singles, results)
         return results  # type: ignore[return-value]
 
     def _replace(
