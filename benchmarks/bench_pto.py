@@ -225,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(f"Shortest path {GRID[0]}x{GRID[1]}, deg 4, noise 0.5, 1000 train / 1000 test, {epochs} epochs, GLOP")
+    print(
+        f"tamejax: {tamejax.get_workers()} solver worker process(es) (0: in-process); "
+        "PyEPO: its default, one process (processes=1)"
+    )
     header = f"{'method':<9} {'run':<12} {'test regret':>12} {'published':>10} {'s/epoch':>9} {'tamejax speed-up':>17}"
     print(header)
     print("-" * len(header))

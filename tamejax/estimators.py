@@ -411,6 +411,8 @@ def identity(oracle: Oracle | CachedOracle, theta: Any, *, negative: bool | None
     theta = oracle.check_theta(theta)
     if negative is None:
         negative = oracle.sense == "min"
+    elif not isinstance(negative, bool):
+        raise ValueError(f"argument `negative`: expected True, False or None, got {negative!r}")
     return _identity(oracle, theta, -1.0 if negative else 1.0)
 
 
@@ -613,6 +615,8 @@ class SolutionPool:
         """Insert the rows of ``x`` (shape ``(..., n)``) not already in the pool (max-norm distance
         ``> tol`` to every valid row and to earlier rows of ``x``); ``NaN`` rows are skipped.
         Once full, the oldest rows are overwritten."""
+        if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (math.isfinite(tol) and tol >= 0):
+            raise ValueError(f"argument `tol`: expected a finite number >= 0, got {tol!r}")
         x = jnp.asarray(x, self.solutions.dtype)
         n = self.solutions.shape[-1]
         if x.ndim < 1 or x.shape[-1] != n:
@@ -662,8 +666,12 @@ class CachedOracle:
     itself: add the solutions you obtain (``pool.add``) and pass a new ``CachedOracle`` with a fresh
     key at each step.
 
+    The oracle must have one feasible set (``problem.batch_shape == ()``): a pooled solution is
+    only known to be feasible for it. A cached answer for non-finite costs is ``NaN`` with status
+    ``ERROR``, as a solve would give.
+
     Args:
-      oracle: the ``Oracle``.
+      oracle: the ``Oracle`` (unbatched problem).
       pool: the ``SolutionPool``.
       key: a ``jax.random`` key for the solve-or-cache draw.
       solve_ratio: probability of solving, in ``[0, 1]`` (static).
@@ -683,6 +691,12 @@ class CachedOracle:
             raise ValueError(
                 f"CachedOracle field `pool`: expected solutions of length {oracle.n} (oracle.n), "
                 f"got {pool.solutions.shape[-1]}"
+            )
+        if oracle.problem.batch_shape:
+            raise ValueError(
+                "CachedOracle field `oracle`: expected an Oracle over one feasible set (problem.batch_shape "
+                f"== ()), got batch_shape {oracle.problem.batch_shape}: a pooled solution feasible for one "
+                "instance may be infeasible for another"
             )
         if isinstance(solve_ratio, bool) or not isinstance(solve_ratio, numbers.Real) or not 0 <= solve_ratio <= 1:
             raise ValueError(f"CachedOracle field `solve_ratio`: expected a number in [0, 1], got {solve_ratio!r}")
@@ -721,10 +735,11 @@ class CachedOracle:
             return s.x.astype(t.dtype), s.objective.astype(t.dtype), s.bound.astype(t.dtype), s.status
 
         def cached(t):
-            x = self.pool.best(t, self.sense)
+            finite = jnp.all(jnp.isfinite(t), axis=-1)  # as the solver path: bad costs are an ERROR
+            x = jnp.where(finite[..., None], self.pool.best(t, self.sense), jnp.nan)
             obj = jnp.sum(t * x, axis=-1)
-            bound = jnp.full(t.shape[:-1], -self.sign * jnp.inf, t.dtype)
-            return x, obj, bound, jnp.full(t.shape[:-1], 1, jnp.int32)  # Status.FEASIBLE
+            bound = jnp.where(finite, -self.sign * jnp.inf, jnp.nan).astype(t.dtype)
+            return x, obj, bound, jnp.where(finite, 1, 5).astype(jnp.int32)  # Status.FEASIBLE / ERROR
 
         x, obj, bound, status = jax.lax.cond(do_solve, solved, cached, theta)
         return Solution(x, obj, bound, status)

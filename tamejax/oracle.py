@@ -108,6 +108,8 @@ class Oracle:
         theta = jnp.asarray(theta)
         if theta.ndim < 1 or theta.shape[-1] != self.n:
             raise ValueError(f"argument `{name}`: expected shape (..., {self.n}) (n = oracle.n), got {theta.shape}")
+        if jnp.issubdtype(theta.dtype, jnp.complexfloating):
+            raise ValueError(f"argument `{name}`: expected real costs, got dtype {theta.dtype}")
         if not jnp.issubdtype(theta.dtype, jnp.floating):
             theta = theta.astype(jnp.result_type(float))
         return theta

@@ -653,6 +653,39 @@ def test_cached_oracle_bad_fields():
             E.CachedOracle(o, pool, key(0), r)
 
 
+def test_cached_oracle_refuses_batched_feasible_sets_and_bad_costs():
+    o = ORACLES["knapsack", "min"]
+    batched = tamejax.Oracle(
+        o.problem.replace(
+            c=jnp.zeros((2, 5)),
+            A_ub=jnp.stack([o.problem.A_ub] * 2),
+            b_ub=jnp.stack([o.problem.b_ub] * 2),
+            lb=jnp.zeros((2, 5)),
+            ub=jnp.stack([o.problem.ub] * 2),
+        ),
+        "min",
+        o.backend,
+    )
+    with pytest.raises(ValueError, match="batch_shape"):
+        E.CachedOracle(batched, _restricted_pool(), key(0), 0.0)
+    co = E.CachedOracle(o, _restricted_pool(), key(0), 0.0)
+    theta = rand((2, 5), 26).at[1, 2].set(jnp.nan)
+    sol = jax.jit(lambda t: co.solve(t))(theta)
+    assert int(sol.status[0]) == int(tamejax.Status.FEASIBLE)
+    assert int(sol.status[1]) == int(tamejax.Status.ERROR)  # as a solve of NaN costs: no made-up answer
+    assert bool(jnp.all(jnp.isnan(sol.x[1]))) and bool(jnp.isnan(sol.objective[1]))
+
+
+def test_identity_and_pool_validate_their_options():
+    o = ORACLES["knapsack", "min"]
+    with pytest.raises(ValueError, match="`negative`"):
+        E.identity(o, rand((5,), 1), negative=1)
+    with pytest.raises(ValueError, match="`tol`"):
+        _restricted_pool().add(jnp.eye(5), tol=-1.0)
+    with pytest.raises(ValueError, match="real costs"):
+        o(jnp.ones(5, jnp.complex64))
+
+
 # ----------------------------------------------------------------------------- batched problems
 def test_estimators_with_a_batched_problem():
     """A batched ``Oracle.problem`` (one feasible set per instance): the Monte-Carlo sample axis must not

@@ -472,3 +472,41 @@ def test_batch_validation_agrees_with_invalid_reason():
         assert p.checked == (p.invalid_reason() is None)
     assert [p.checked for p in probs] == [True, False, False, False, False, False, False, True, True, True, True, True]
     assert all(p.A_ub is probs[0].A_ub for p in probs)  # a field shared by the batch is one array
+
+
+# ---------------------------------------------------------------------------- pipelined chunks (cheap problems)
+def test_pipelined_chunks_with_large_frames_do_not_deadlock():
+    # Cheap LPs with 1000 variables: adaptive chunks would exceed the pipe buffer; a second
+    # chunk must only be queued behind a running one when its frame is small (no deadlock).
+    n, B = 1000, 300
+    base = np.linspace(-1.0, 1.0, n)
+    probs = []
+    for i in range(B):
+        c = base.copy()
+        c[i % n] = 5.0
+        probs.append(host_problem(c=c, ub=np.ones(n)))
+    pool = WorkerPool(1)
+    try:
+        for _ in range(2):  # the second batch runs with a cost estimate, hence pipelined
+            results = run_with_timeout(lambda: pool.map("glop", probs, SolveOptions()), 60)
+            assert all(r.status == Status.OPTIMAL for r in results)
+            for p, r in zip(probs, results, strict=True):
+                np.testing.assert_array_equal(r.x, (p.c < 0).astype(float))
+    finally:
+        run_with_timeout(pool.close, 30)
+
+
+def test_crash_in_a_queued_chunk_is_blamed_on_it(pool, test_backends):
+    warm = [_problem(k % 5) for k in range(60)]
+    run_with_timeout(lambda: pool.map("crash", warm, SolveOptions()))  # learns that they are cheap
+    assert pool.cost, "the pool should have a cost estimate after a batch"
+    problems = [_problem(k % 5) for k in range(60)]
+    problems[41] = _crash_problem()
+    results = run_with_timeout(lambda: pool.map("crash", problems, SolveOptions()))
+    for k, r in enumerate(results):
+        if k == 41:
+            assert r.status == Status.ERROR and "crashed" in r.message
+        else:
+            assert r.status == Status.OPTIMAL, (k, r.status, r.message)
+            assert r.objective == -2.0 * (k % 5)
+    assert 2 <= pool.restarts <= 3  # the chunk holding it, then it alone (and its retry)

@@ -46,11 +46,17 @@ GRACE_SECONDS = 30.0
 MAX_CHUNK = 16  # problems per message to a worker (at most, unless the problems are cheap)
 MIN_CHUNK_SECONDS = 0.005  # cheap problems (known from past solves) travel in chunks of ~this much work
 PIPELINE_BELOW_SECONDS = 0.005  # problems cheaper than this: a second chunk waits in each worker's pipe
+# ... provided its frame fits in the pipe's buffer (64 KiB on Linux) with room to spare: the
+# parent must never block writing to a worker that is itself blocked writing its answer.
+PIPELINE_MAX_FRAME = 32 * 1024
+MAX_ADAPTIVE_CHUNK = 256  # cheap problems: at most this many per chunk
 
 
-def write_frame(stream, obj) -> None:
-    """Write one length-prefixed pickle, looping over partial writes of unbuffered streams."""
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+def write_frame(stream, obj, data: bytes | None = None) -> None:
+    """Write one length-prefixed pickle (of ``obj``, or the bytes ``data`` already pickled),
+    looping over partial writes of unbuffered streams."""
+    if data is None:
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     view = memoryview(_HEADER.pack(len(data)) + data)
     while view:
         written = stream.write(view)
@@ -163,8 +169,8 @@ class _Worker:
     def pid(self) -> int:
         return self.proc.pid
 
-    def send(self, msg) -> None:
-        write_frame(self.proc.stdin, msg)
+    def send(self, data: bytes) -> None:
+        write_frame(self.proc.stdin, None, data)
 
     def kill(self) -> None:
         try:
@@ -247,15 +253,21 @@ class WorkerPool:
                     size = max(1, min(MAX_CHUNK, len(pending) // (2 * len(self.workers))))
                     if est is not None:  # at least MIN_CHUNK_SECONDS of work, at most a fair share
                         fair = -(-len(pending) // (depth * len(self.workers)))
-                        size = max(size, min(fair, math.ceil(MIN_CHUNK_SECONDS / max(est, 1e-6))))
+                        by_time = math.ceil(MIN_CHUNK_SECONDS / max(est, 1e-6))
+                        size = max(size, min(fair, by_time, MAX_ADAPTIVE_CHUNK))
                     chunk = [pending.pop()]
                     while len(chunk) < size and pending and chunk[0] not in singles and pending[-1] not in singles:
                         chunk.append(pending.pop())
+                    msg = (chunk, backend, target, pack_problems([problems[i] for i in chunk]), options)
+                    data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+                    if w.tasks and len(data) > PIPELINE_MAX_FRAME:
+                        pending.extend(chunk[::-1])  # too big to queue behind a running chunk
+                        break
                     if not w.tasks:
                         w.started = time.monotonic()
                     w.tasks.append(chunk)
                     try:
-                        w.send((chunk, backend, target, pack_problems([problems[i] for i in chunk]), options))
+                        w.send(data)
                     except (BrokenPipeError, OSError):
                         break  # noticed below as a dead worker
             busy = [w for w in self.workers if w.tasks]
@@ -284,7 +296,10 @@ class WorkerPool:
                     except (EOFError, OSError, pickle.UnpicklingError):
                         failed = True
                 elif w.proc.poll() is not None:
-                    failed = True
+                    # Dead: but answers it wrote before dying may still be in the pipe (a
+                    # queued chunk may be the culprit). Its pipe is readable (data or end of
+                    # file): the next round reads them, and blames the chunk it stopped at.
+                    failed = not wait([w.fd], timeout=0)
                 elif deadline is not None and now - w.started > deadline * len(w.task) + GRACE_SECONDS:
                     failed = True
                 if failed:
