@@ -13,7 +13,8 @@ Adam with learning rate 1e-2, batch 32, 20 epochs, OR-Tools GLOP. Methods:
 * ``identity``: negative identity, loss = regret (Sahoo et al.);
 * ``imle``: ``imle``, sigma 1, lambda 10, 3 samples, loss = squared error to ``x*`` (Niepert et al.).
 
-Each training step (loss, gradient, optax update) is one ``jax.jit``-compiled function. Reported
+Each training step (loss, gradient, optax update) is one ``jax.jit``-compiled function. The runs
+being compared (tamejax, PyEPO jit, PyEPO eager) alternate epoch by epoch. Reported
 per method: normalized test regret after the last epoch (PyEPO's definition) and the median
 seconds per training epoch (epochs after the first, which includes compilation).
 
@@ -120,8 +121,10 @@ def pyepo_loss(method: str, optmodel, jit: bool):
     raise ValueError(f"unknown method {method!r}")
 
 
-def train(loss_fn, data, epochs: int, seed: int, jit: bool, bar, label: str, test_regret) -> dict:
-    """Train a linear model; return the per-epoch times and test regrets."""
+def train(loss_fn, data, epochs: int, seed: int, jit: bool, test_regret, result: dict):
+    """Train a linear model, one epoch per ``next()``: a generator, so that the runs being
+    compared can alternate epoch by epoch (machine noise then hits all of them alike).
+    Fills ``result`` with the per-epoch times and test regrets."""
     x_tr, c_tr, w_tr, z_tr = data
     model = nn.Dense(c_tr.shape[1])
     params = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, x_tr.shape[1])))
@@ -141,9 +144,8 @@ def train(loss_fn, data, epochs: int, seed: int, jit: bool, bar, label: str, tes
     key = jax.random.PRNGKey(seed)
     times, regrets, losses = [], [], []
     n = x_tr.shape[0]
-    for epoch in range(epochs):
+    for _ in range(epochs):
         perm = order_rng.permutation(n)
-        bar.set_postfix_str(f"{label} epoch {epoch + 1}/{epochs}")
         t0 = time.perf_counter()
         total = 0.0
         for i in range(0, n, 32):
@@ -155,16 +157,16 @@ def train(loss_fn, data, epochs: int, seed: int, jit: bool, bar, label: str, tes
         times.append(time.perf_counter() - t0)
         losses.append(total / n)
         regrets.append(float(test_regret(model, params)))
-        bar.update(1)
-    steady = times[1:] if len(times) > 1 else times
-    return {
-        "test_regret": regrets[-1],
-        "test_regret_per_epoch": regrets,
-        "train_loss_per_epoch": losses,
-        "epoch_seconds": times,
-        "median_epoch_seconds": statistics.median(steady),
-        "first_epoch_seconds": times[0],
-    }
+        steady = times[1:] if len(times) > 1 else times
+        result.update(
+            test_regret=regrets[-1],
+            test_regret_per_epoch=list(regrets),
+            train_loss_per_epoch=list(losses),
+            epoch_seconds=list(times),
+            median_epoch_seconds=statistics.median(steady),
+            first_epoch_seconds=times[0],
+        )
+        yield
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,12 +218,19 @@ def main(argv: list[str] | None = None) -> int:
             runs += [(f"pyepo_{mode}", mode == "jit") for mode in args.pyepo_modes.split(",") if mode]
         except ImportError:
             print("pyepo is not importable: the PyEPO comparison is skipped")
-    results: dict = {m: {} for m in methods}
+    results: dict = {m: {name: {} for name, _ in runs} for m in methods}
     with tqdm(total=len(methods) * len(runs) * epochs, desc="bench_pto", unit="epoch") as bar:
         for method in methods:
+            # The runs of one method alternate epoch by epoch, from the same initial parameters.
+            trainers = []
             for name, jit in runs:
                 loss_fn = tamejax_loss(method, oracle) if name == "tamejax" else pyepo_loss(method, pyepo_model, jit)
-                results[method][name] = train(loss_fn, data, epochs, 0, jit, bar, f"{method}/{name}", test_regret)
+                trainers.append((name, train(loss_fn, data, epochs, 0, jit, test_regret, results[method][name])))
+            for epoch in range(epochs):
+                for name, trainer in trainers:
+                    bar.set_postfix_str(f"{method}/{name} epoch {epoch + 1}/{epochs}")
+                    next(trainer)
+                    bar.update(1)
 
     print()
     print(f"Shortest path {GRID[0]}x{GRID[1]}, deg 4, noise 0.5, 1000 train / 1000 test, {epochs} epochs, GLOP")

@@ -615,8 +615,9 @@ class SolutionPool:
         """Insert the rows of ``x`` (shape ``(..., n)``) not already in the pool (max-norm distance
         ``> tol`` to every valid row and to earlier rows of ``x``); ``NaN`` rows are skipped.
         Once full, the oldest rows are overwritten."""
-        if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (math.isfinite(tol) and tol >= 0):
-            raise ValueError(f"argument `tol`: expected a finite number >= 0, got {tol!r}")
+        if not isinstance(tol, jax.core.Tracer):  # a traced tol (under jit) is taken as given
+            if isinstance(tol, bool | str) or not (math.isfinite(float(tol)) and float(tol) >= 0):
+                raise ValueError(f"argument `tol`: expected a finite number >= 0, got {tol!r}")
         x = jnp.asarray(x, self.solutions.dtype)
         n = self.solutions.shape[-1]
         if x.ndim < 1 or x.shape[-1] != n:

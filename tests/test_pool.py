@@ -510,3 +510,21 @@ def test_crash_in_a_queued_chunk_is_blamed_on_it(pool, test_backends):
             assert r.status == Status.OPTIMAL, (k, r.status, r.message)
             assert r.objective == -2.0 * (k % 5)
     assert 2 <= pool.restarts <= 3  # the chunk holding it, then it alone (and its retry)
+
+
+def test_cheap_small_batches_are_solved_in_process(monkeypatch):
+    from tamejax.backends import pool as pool_module
+
+    pool = get_pool()
+    assert pool is not None
+    probs = [_problem(k % 5) for k in range(40)]
+    run_with_timeout(lambda: pool_module.solve_many("scip", probs, SolveOptions()))  # learns their cost
+    key = ("scip", backends.base.structure_key(probs[0]))
+    pool.cost[key] = 1e-5  # cheap for sure, whatever this machine's speed
+    calls = []
+    monkeypatch.setattr(pool, "map", lambda *a: calls.append(a) or [])
+    results = pool_module.solve_many("scip", probs[:8], SolveOptions())
+    assert not calls and [r.objective for r in results] == [-2.0 * (k % 5) for k in range(8)]
+    # ... but not with a time limit (there is no deadline in-process).
+    pool_module.solve_many("scip", probs[:8], SolveOptions(time_limit=5.0))
+    assert len(calls) == 1

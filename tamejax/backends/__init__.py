@@ -34,6 +34,7 @@ _REGISTRY: dict[str, str] = {
     "pdlp": "tamejax.backends.ortools_linear:pdlp",
     "cpsat": "tamejax.backends.ortools_cpsat:CpSatBackend",
 }
+_BUILTIN = dict(_REGISTRY)  # the OR-Tools backends shipped with tamejax
 _INSTANCES: dict[str, Backend] = {}
 
 

@@ -36,7 +36,7 @@ from multiprocessing.connection import wait
 
 import numpy as np
 
-from tamejax.backends import _REGISTRY, HostProblem, HostResult, SolveOptions, Status, solve_host
+from tamejax.backends import _BUILTIN, _REGISTRY, HostProblem, HostResult, SolveOptions, Status, solve_host
 from tamejax.backends.base import structure_key
 
 __all__ = ["WorkerPool", "get_pool", "set_workers", "get_workers"]
@@ -50,6 +50,7 @@ PIPELINE_BELOW_SECONDS = 0.005  # problems cheaper than this: a second chunk wai
 # parent must never block writing to a worker that is itself blocked writing its answer.
 PIPELINE_MAX_FRAME = 32 * 1024
 MAX_ADAPTIVE_CHUNK = 256  # cheap problems: at most this many per chunk
+IN_PROCESS_BELOW_SECONDS = 0.008  # a batch needing less solver time than this: solved in-process
 
 
 def write_frame(stream, obj, data: bytes | None = None) -> None:
@@ -417,12 +418,30 @@ def get_pool() -> WorkerPool | None:
         return _POOL
 
 
+def _solve_in_process(backend: str, problems: list[HostProblem], options: SolveOptions) -> list[HostResult]:
+    with _IN_PROCESS_LOCK:  # the cached models are not thread-safe
+        return [solve_host(backend, p, options, _IN_PROCESS_CACHE) for p in problems]
+
+
 def solve_many(backend: str, problems: list[HostProblem], options: SolveOptions) -> list[HostResult]:
-    """Solve a list of problems with the configured pool (or in-process)."""
+    """Solve a list of problems with the configured pool (or in-process).
+
+    A batch of cheap problems, known from earlier solves of the same structure by one of the
+    built-in backends to take less than ``IN_PROCESS_BELOW_SECONDS`` of solver time in all, is
+    solved in the calling process: the round trips to the workers would cost more than the
+    solves (e.g. 32 small LPs of a training step).
+    """
     pool = get_pool()
     if pool is None:
-        with _IN_PROCESS_LOCK:  # the cached models are not thread-safe
-            return [solve_host(backend, p, options, _IN_PROCESS_CACHE) for p in problems]
+        return _solve_in_process(backend, problems, options)
+    if problems and _REGISTRY.get(backend) == _BUILTIN.get(backend) and options.time_limit is None:
+        key = (backend, structure_key(problems[0]))
+        est = pool.cost.get(key)
+        if est is not None and est * len(problems) < IN_PROCESS_BELOW_SECONDS:
+            results = _solve_in_process(backend, problems, options)
+            mean = sum(r.solve_time for r in results) / len(results)
+            pool.cost[key] = 0.7 * est + 0.3 * mean
+            return results
     return pool.map(backend, problems, options)
 
 
