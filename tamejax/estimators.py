@@ -269,7 +269,11 @@ def fenchel_young_loss(
       oracle: the ``Oracle``.
       theta: predicted costs, shape ``(..., n)``.
       x_true: target solutions, same shape (typically ``oracle(c_true)``).
-      key, num_samples, sigma, noise, multiplicative: as in ``perturbed``.
+      key: a ``jax.random`` key, as in ``perturbed``.
+      num_samples: Monte-Carlo samples per instance, as in ``perturbed``.
+      sigma: noise scale, as in ``perturbed``.
+      noise: ``"gaussian"`` or ``"gumbel"``, as in ``perturbed``.
+      multiplicative: multiplicative perturbation, as in ``perturbed``.
 
     Returns:
       The loss per instance, shape ``(...)``; gradients for ``theta`` (and ``x_true``).

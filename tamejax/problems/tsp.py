@@ -63,7 +63,9 @@ class SlicedOracle(Oracle):
       problem: the ``MIP`` whose feasible set is ``X``, its first ``num_costs`` variables
         being the costed ones.
       num_costs: ``k``, an integer in ``[1, problem.n]``.
-      sense, backend, **options: as for ``Oracle``.
+      sense: as for ``Oracle``.
+      backend: as for ``Oracle``.
+      **options: as for ``Oracle``.
 
     Raises:
       ValueError: a bad ``num_costs``, and whatever ``Oracle`` raises.
