@@ -9,6 +9,10 @@ Public API (everything else is private):
 * ``Oracle``: the solution map ``theta -> argmin/argmax theta . x`` over a fixed feasible set.
 * ``tamejax.estimators``: differentiable estimators of that map and decision-focused losses.
 * ``tamejax.problems``: problem builders and PyEPO's data generators.
+* ``tamejax.duality``: subadditive / branch-and-bound dual functions (``certify``, ``verify``,
+  ``ChvatalFunction``) certifying optimal values, usable as JAX functions of the right-hand side.
+* ``tamejax.nn``: binary quantizers, Flax binary layers (Linen and NNX), Bop, bit packing,
+  XNOR-popcount kernels and packed inference layers.
 """
 
 from tamejax import estimators, problems
@@ -22,14 +26,35 @@ from tamejax.value import value, value_and_solution
 
 __version__ = "0.1.0"
 
+# Imported on first use: Flax (tamejax.nn) and the duality module are not needed by the solver
+# worker processes, which import this package.
+_LAZY_SUBMODULES = ("duality", "nn")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        module = importlib.import_module(f"tamejax.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'tamejax' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
+
+
 __all__ = [
     "MIP",
     "Oracle",
     "Solution",
     "Status",
     "available_backends",
+    "duality",
     "estimators",
     "get_workers",
+    "nn",
     "problems",
     "set_workers",
     "solve",

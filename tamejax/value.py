@@ -78,10 +78,24 @@ def _value_fn(integrality: tuple[bool, ...], backend: str, options: SolveOptions
     return fn
 
 
-def value_and_solution(problem: MIP, backend: str = "scip", **options: Any) -> tuple[jax.Array, Solution]:
+def _gradient_backend(backend: str, gradient: str) -> str:
+    """The backend that realizes a ``gradient`` rule (``"certificate"``: tamejax.duality's host backend)."""
+    if gradient == "active":
+        return backend
+    if gradient == "certificate":
+        from tamejax.duality._backend import ensure_registered
+
+        return ensure_registered()
+    raise ValueError(f"argument `gradient`: expected 'active' or 'certificate', got {gradient!r}")
+
+
+def value_and_solution(
+    problem: MIP, backend: str = "scip", *, gradient: str = "active", **options: Any
+) -> tuple[jax.Array, Solution]:
     """Like ``value``, also returning the ``Solution`` (with duals) of the same solve."""
     if not isinstance(problem, MIP):
         raise ValueError(f"argument `problem`: expected a tamejax.MIP, got {type(problem).__name__}")
+    backend = _gradient_backend(backend, gradient)
     opts = _options_from_kwargs(options, duals=True)
     _eager_check(problem, backend)
     leaves = tuple(getattr(problem, k) for k in _LEAVES)
@@ -91,7 +105,7 @@ def value_and_solution(problem: MIP, backend: str = "scip", **options: Any) -> t
     return _value_fn(problem.integrality, backend, opts)(*leaves)
 
 
-def value(problem: MIP, backend: str = "scip", **options: Any) -> jax.Array:
+def value(problem: MIP, backend: str = "scip", *, gradient: str = "active", **options: Any) -> jax.Array:
     """Optimal value ``z`` of a (batched) MIP, differentiable in every numeric field.
 
     $$z(c, A, b) = \\min\\{c^\\top x : A_{ub}x \\le b_{ub},\\ A_{eq}x = b_{eq},\\
@@ -113,12 +127,23 @@ def value(problem: MIP, backend: str = "scip", **options: Any) -> jax.Array:
     status). At ``FEASIBLE`` (a limit with an incumbent) the value is the incumbent's, an
     upper bound on ``z``.
 
+    With ``gradient="certificate"`` the problem is solved by ``tamejax.duality.certify``
+    (Gomory's cutting planes for pure integer programs, a branch and bound over GLOP
+    otherwise; ``backend`` is then not used) and the derivatives in ``b_ub``, ``b_eq`` are
+    those of the certificate's dual function ``F`` at ``b``: the slope of its active affine
+    piece, ``F <= z`` everywhere with ``F(b) = z(b)``. ``dz/dc = x*`` as before, ``dz/dA`` and
+    the bound derivatives use the same formulas with that slope in place of ``y``. For a pure
+    integer program the active-piece rule gives ``0`` in ``b`` (the fixed LP has no free
+    variable); the certificate gives the LP-dual part of a Chvátal function that supports
+    ``z`` from below at ``b`` (see ``docs/theory.md``).
+
     Args:
       problem: the ``MIP``.
       backend: as in ``solve``.
+      gradient: ``"active"`` (the active-piece rule above, default) or ``"certificate"``.
       **options: ``time_limit``, ``rel_gap``, ``threads``, ``seed`` as in ``solve``.
 
     Returns:
       Array of shape ``problem.batch_shape``.
     """
-    return value_and_solution(problem, backend, **options)[0]
+    return value_and_solution(problem, backend, gradient=gradient, **options)[0]

@@ -3,6 +3,7 @@ solver pool, as a user would run it), exits 0 and writes its plot."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -60,3 +61,40 @@ def test_value_landscape(tmp_path):
     proc = run_example("value_landscape.py", "--points", "60", "--out", str(out))
     assert out.is_file() and out.stat().st_size > 0
     assert "plot saved to" in proc.stdout
+
+
+def test_bnn_gradient_digits_quick(tmp_path):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    out = tmp_path / "bnn.png"
+    proc = run_example("bnn_gradient_digits.py", "--quick", "--out", str(out), timeout=300.0)
+    assert out.is_file() and out.stat().st_size > 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    names = [r["method"] for r in record["results"]]
+    assert names == ["ste_sign", "approx_sign", "swish_sign", "gaussian", "gumbel", "magnitude_aware", "bop"]
+    for r in record["results"]:
+        assert 0.0 <= r["test_accuracy"] <= 1.0 and r["one_bit"] == 2 * 256 * 256
+    assert "best:" in proc.stdout
+
+
+def test_bnn_gradient_digits_rejects_unknown_method():
+    proc = run_example("bnn_gradient_digits.py", "--methods", "ste_sign,bogus", returncode=2)
+    assert "bogus" in proc.stderr
+
+
+def test_duality_value_function_quick(tmp_path):
+    # exits non-zero when F(d) > z(d) somewhere on the grid or F(b) != z(b)
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "dvf.png"
+    proc = run_example("duality_value_function.py", "--quick", "--out", str(out), timeout=240.0)
+    assert out.is_file() and out.stat().st_size > 0
+    assert f"plot saved to {out}" in proc.stdout
+
+
+def test_duality_two_stage_quick(tmp_path):
+    # exits non-zero unless the cut loop reaches the optimum found by enumeration
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "two_stage.png"
+    proc = run_example("duality_two_stage.py", "--quick", "--out", str(out), timeout=240.0)
+    assert out.is_file() and out.stat().st_size > 0
+    assert f"plot saved to {out}" in proc.stdout
