@@ -51,8 +51,10 @@ from tamejax.nn.layers import BinaryDense
 from tamejax.nn.quantizers import gaussian_sign, gumbel_sign, magnitude_aware_sign, ste_sign
 
 DEFAULT_OUT = Path(__file__).parent / "out" / "bnn_gradient_digits.png"
-HIDDEN = 256
-NUM_BINARY = 2
+HIDDEN = 128
+NUM_BINARY = 6
+FIRST = 128
+EPOCHS = 40
 
 # method -> (input quantizer, kernel quantizer, optimizer of the binary kernels)
 METHODS: dict[str, tuple[Any, Any, str]] = {
@@ -75,17 +77,19 @@ showing what training the binary weights adds."""
 
 
 class BinaryMLP(nn.Module):
-    """Real first and last layers, ``NUM_BINARY`` binary hidden layers, batch norm after each."""
+    """A real first layer of width ``first``, ``num_binary`` binary hidden layers of width ``hidden``,
+    batch norm after each, and a real last layer."""
 
     input_quantizer: Any
     kernel_quantizer: Any
     kernel_init: Any = nn.initializers.lecun_normal()
     hidden: int = HIDDEN
     num_binary: int = NUM_BINARY
+    first: int = FIRST
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        x = nn.Dense(self.hidden)(x)
+        x = nn.Dense(self.first)(x)
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
         for i in range(self.num_binary):
             x = BinaryDense(
@@ -141,7 +145,11 @@ def train_one(name: str, data: tuple, args: argparse.Namespace, bar: Any) -> dic
     q_in, q_k, opt = METHODS[name]
     # Bop works on the binary weights themselves, and the frozen baseline keeps them: start from +-1
     # (latent weights: Flax's LeCun normal)
-    model = BinaryMLP(q_in, q_k, kernel_init=pm1_init()) if opt in ("bop", "frozen") else BinaryMLP(q_in, q_k)
+    shape = {"hidden": args.hidden, "num_binary": args.depth, "first": args.first}
+    if opt in ("bop", "frozen"):
+        model = BinaryMLP(q_in, q_k, kernel_init=pm1_init(), **shape)
+    else:
+        model = BinaryMLP(q_in, q_k, **shape)
     key = jax.random.key(args.seed)
     k_init, k_noise = jax.random.split(key)
     variables = model.init({"params": k_init, "quantizer": k_init}, x_tr[:2], train=False)
@@ -219,8 +227,11 @@ def train_one(name: str, data: tuple, args: argparse.Namespace, bar: Any) -> dic
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=60, help="training epochs per method (default 60)")
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"training epochs per method (default {EPOCHS})")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {list(METHODS)}")
+    parser.add_argument("--hidden", type=int, default=HIDDEN, help=f"width of the binary layers (default {HIDDEN})")
+    parser.add_argument("--depth", type=int, default=NUM_BINARY, help=f"number of binary layers (default {NUM_BINARY})")
+    parser.add_argument("--first", type=int, default=FIRST, help=f"width of the real first layer (default {FIRST})")
     parser.add_argument("--batch-size", type=int, default=64, help="minibatch size (default 64)")
     parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate, cosine-decayed (default 3e-3)")
     parser.add_argument("--bop-threshold", type=float, default=1e-6, help="Bop threshold tau (default 1e-6)")
@@ -235,8 +246,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--methods: unknown {unknown}, expected a subset of {list(METHODS)}")
     if args.quick:
         args.epochs = 2
-    if args.epochs < 1:
-        parser.error(f"--epochs: expected >= 1, got {args.epochs}")
+    for field in ("epochs", "hidden", "depth", "first", "batch_size"):
+        if getattr(args, field) < 1:
+            parser.error(f"--{field.replace('_', '-')}: expected >= 1, got {getattr(args, field)}")
     return args
 
 
@@ -245,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     data = load_digits_split(args.seed)
     print(f"digits: {len(data[0])} train / {len(data[1])} test images, 64 pixels, 10 classes")
+    print(
+        f"network: Dense({args.first}) -> BN -> {args.depth} x [BinaryDense({args.hidden}) -> BN] -> Dense(10); "
+        f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr:g}, Bop threshold {args.bop_threshold:g} "
+        f"gamma {args.bop_gamma:g}, seed {args.seed}"
+    )
     results = []
     with tqdm(total=len(args.methods) * args.epochs, unit="epoch", desc="training", file=sys.stderr) as bar:
         for name in args.methods:

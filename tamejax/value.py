@@ -128,14 +128,18 @@ def value(problem: MIP, backend: str = "scip", *, gradient: str = "active", **op
     upper bound on ``z``.
 
     With ``gradient="certificate"`` the problem is solved by ``tamejax.duality.certify``
-    (Gomory's cutting planes for pure integer programs, a branch and bound over GLOP
-    otherwise; ``backend`` is then not used) and the derivatives in ``b_ub``, ``b_eq`` are
-    those of the certificate's dual function ``F`` at ``b``: the slope of its active affine
-    piece, ``F <= z`` everywhere with ``F(b) = z(b)``. ``dz/dc = x*`` as before, ``dz/dA`` and
-    the bound derivatives use the same formulas with that slope in place of ``y``. For a pure
-    integer program the active-piece rule gives ``0`` in ``b`` (the fixed LP has no free
-    variable); the certificate gives the LP-dual part of a Chvátal function that supports
-    ``z`` from below at ``b`` (see ``docs/theory.md``).
+    (Gomory's cutting planes without an incumbent for pure integer programs, a branch and
+    bound over GLOP otherwise; ``backend`` is then not used; ``time_limit`` defaults to 60 s
+    per problem) and the vector used in place of ``y`` in ``b_ub``, ``b_eq`` is the slope
+    ``jax.grad`` gives for the certificate's dual function ``F`` at ``b`` (``F <= z``
+    everywhere, ``F(b) = z(b)``); ``dz/dc = x*`` as before, ``dz/dA`` and the bound
+    derivatives use the same formulas with that slope in place of ``y``. For a MILP it is the
+    optimal leaf's LP duals, equal to the active-piece rule when those are unique. For a pure
+    integer program the active-piece rule gives ``0`` in ``b`` (``z`` is locally constant off
+    its steps); the certificate gives the LP price ``y`` of the final integral LP of Gomory's
+    loop. That is a price-type surrogate, **not** a derivative of ``z`` (nor of ``F``, which
+    floors ``b_ub`` and is a step function of it) and not an element of a conservative field
+    of ``z`` (see ``docs/theory.md``).
 
     Args:
       problem: the ``MIP``.

@@ -7,6 +7,7 @@ the continuous part is an independent LP per integer point (``oracles.brute_forc
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -405,7 +406,7 @@ def test_value_certificate_gradient_pure_ip_under_jit():
     """Pure IP: the active-piece rule gives 0 in b (the fixed LP has no free variable);
     the certificate gives the slope of F's affine piece, under jit and vmap too."""
     p = tj.MIP(c=[-5.0, -4.0], A_ub=[[6, 4], [1, 2]], b_ub=[24.0, 6.0], integrality=True)
-    cert = certify(p)
+    cert = certify(p, primal=None)  # what the "certificate" backend runs
     g_active = jax.grad(lambda b: tj.value(p.replace(b_ub=b)))(p.b_ub)
     g_cert = jax.jit(jax.grad(lambda b: tj.value(p.replace(b_ub=b), gradient="certificate")))(p.b_ub)
     np.testing.assert_allclose(np.asarray(g_active), 0.0, atol=1e-9)
@@ -420,6 +421,126 @@ def test_value_certificate_gradient_pure_ip_under_jit():
     np.testing.assert_allclose(np.asarray(zs), ref, atol=1e-9)
     with pytest.raises(ValueError, match="gradient"):
         tj.value(p, gradient="exact")
+
+
+# ----------------------------------------------------------------------------- review regressions
+def _two_row_knapsack(index: int) -> tj.MIP:
+    """The ``index``-th 2-row knapsack of the review's generator (weights 300-3000, ub 3)."""
+    rng = np.random.default_rng(0)
+    for _ in range(index + 1):
+        w = rng.integers(300, 3000, size=(2, 6)).astype(float)
+        c = -rng.integers(10, 200, size=6).astype(float)
+        b = np.floor(w.sum(1) * 0.37)
+        rng.integers(-50, 50, size=(200, 2))
+    return tj.MIP(c=c, A_ub=w, b_ub=b, lb=np.zeros(6), ub=np.full(6, 3.0), integrality=True)
+
+
+def test_chvatal_refuses_float32_and_verify_uses_float64():
+    """Bug 1: with x64 off (JAX's default), F was built and evaluated in float32 and was no lower bound."""
+    kw = dict(c=[-5.0, -4.0, -3.0], A_ub=[[2.0, 3.0, 1.0]], b_ub=[5.0], ub=[3.0, 3.0, 3.0], integrality=True)
+    with jax.enable_x64(False):
+        p = tj.MIP(**kw)
+        cert = certify(p, primal=None)
+        F32 = cert.F
+        assert F32.y.dtype == jnp.float32
+        with pytest.raises(TypeError, match="float64"):
+            F32(jnp.asarray([5.0]))
+        with pytest.raises(TypeError, match="float64"):
+            jax.jit(F32)(jnp.asarray([5.0]))
+        rep = verify(p, cert, samples=6)  # evaluates F in float64 whatever the global setting
+        assert rep.passed, rep
+        with jax.enable_x64(True):
+            F64 = cert.F
+            assert F64.y.dtype == jnp.float64
+            assert float(F64(jnp.asarray([5.0]))) == pytest.approx(cert.bound, abs=1e-12)
+    # the float64 evaluation is a lower bound on a grid (brute force)
+    data = tj.MIP(**kw).to_numpy()
+    bs = _grid(cert.b, step=0.5, radius=6)
+    bs = bs[bs[:, 0] >= 0]
+    assert np.all(np.asarray(cert.F(jnp.asarray(bs))) <= _z_grid(data, bs) + 1e-9)
+
+
+@pytest.mark.parametrize("index", [1, 9])
+def test_float_gomory_self_check(index):
+    """Bug 2: float Gomory returned OPTIMAL with F(a_j) > c_j (by 5 and 6) on these instances."""
+    p = _two_row_knapsack(index)
+    cert = certify(p, method="gomory", arithmetic="float", primal=None, time_limit=20)
+    if cert.status == tj.Status.ERROR:
+        assert cert.F is None and cert.message
+    else:  # a float certificate is only returned when it is dual feasible
+        rep = verify(p, cert, samples=8)
+        assert rep.passed, rep
+    auto = certify(p, method="auto", arithmetic="float", primal=None, time_limit=20)
+    assert auto.closed
+    rep = verify(p, auto, samples=8)
+    assert rep.passed, rep
+
+
+def test_float_self_check_catches_a_tampered_certificate():
+    from tamejax.duality._canonical import canonicalize, rhs_of
+    from tamejax.duality.certificate import _float_self_check
+
+    p = tj.MIP(c=[-3, -2, -4], A_ub=[[3, 2, 5], [1, 3, 2]], b_ub=[11, 7], ub=[3, 3, 2], integrality=True)
+    data = p.to_numpy()
+    can = canonicalize(data, integer_scaled=True, exact=True)
+    d = can.d_of(rhs_of(data)).tolist()
+    res = gomory(can.A.tolist(), d, [float(v) for v in can.c_q], exact=False)
+    assert res.status == "optimal"
+    assert _float_self_check(res, can, d) == ""
+    bad_y = [v + 1.0 if i == 0 else v for i, v in enumerate(res.y)]  # F(e_slack) = y_0 + 1 > 0 = c
+    assert "F(a_j) > c_j" in _float_self_check(dataclasses.replace(res, y=bad_y), can, d)
+    if res.w:
+        bad_w = [-0.5] + list(res.w[1:])
+        assert "negative" in _float_self_check(dataclasses.replace(res, w=bad_w), can, d)
+
+
+def test_value_certificate_gradient_is_the_lp_price():
+    """Bug 3: the backend closed Gomory by SCIP's incumbent, so y = 0 and the gradient was 0.
+
+    Hand computation: min -5x1 - 4x2 - 3x3, 2x1 + 3x2 + x3 <= 5, 0 <= x <= 3. By ratio c_j/a_j
+    the LP fills x3 = 3 then x1 = 1: the LP optimum (1, 0, 3) is integral with x1 basic, so the
+    LP price of the row is c1/a1 = -5/2. Two unit rows x1 <= 2, x2 <= 3 with c = (-3, -2): y = c.
+    """
+    p = tj.MIP(c=[-5.0, -4.0, -3.0], A_ub=[[2.0, 3.0, 1.0]], b_ub=[5.0], ub=[3.0, 3.0, 3.0], integrality=True)
+    g = jax.jit(jax.grad(lambda b: tj.value(p.replace(b_ub=b), gradient="certificate")))(p.b_ub)
+    np.testing.assert_allclose(np.asarray(g), [-2.5], atol=1e-9)
+    q = tj.MIP(c=[-3.0, -2.0], A_ub=[[1.0, 0.0], [0.0, 1.0]], b_ub=[2.0, 3.0], integrality=True)
+    gq = jax.grad(lambda b: tj.value(q.replace(b_ub=b), gradient="certificate"))(q.b_ub)
+    np.testing.assert_allclose(np.asarray(gq), [-3.0, -2.0], atol=1e-9)
+    # certify's default (SCIP incumbent) closes by one round-up: linear part 0
+    closed = certify(p)
+    assert closed.message == "closed by the incumbent"
+    np.testing.assert_allclose(closed.slope(), [0.0])
+
+
+def test_grad_in_b_ub_is_a_price_surrogate_not_a_derivative():
+    """Item 4, documented behaviour: F floors b_ub (a step function of it, like z) while jax.grad
+    returns the LP price; and F evaluated at unrounded b_ub is not a lower bound of z."""
+    p = tj.MIP(c=[-5.0, -4.0, -3.0], A_ub=[[2.0, 3.0, 1.0]], b_ub=[5.0], ub=[3.0, 3.0, 3.0], integrality=True)
+    F = certify(p, primal=None).F
+    for t in (0.0, 0.25, 0.5, 0.99):
+        assert float(F(jnp.asarray([5.0 + t]))) == -14.0
+        np.testing.assert_allclose(np.asarray(jax.grad(F)(jnp.asarray([5.0 + t]))), [-2.5])
+    q = tj.MIP(c=[-5.0, -4.0], A_ub=[[6.0, 4.0], [1.0, 2.0]], b_ub=[24.0, 6.0], ub=[3.0, 3.0], integrality=True)
+    Fq = certify(q, primal=None).F
+    unfloored = dataclasses.replace(Fq, in_floor=(False,) * len(Fq.in_floor))
+    b2 = np.array([[22.0, 5.25]])
+    z = _z_grid(q.to_numpy(), b2)
+    assert float(unfloored(jnp.asarray(b2[0]))) > z[0] + 1.0  # not a lower bound without the floor
+    assert float(Fq(jnp.asarray(b2[0]))) <= z[0] + 1e-9  # with it, it is
+
+
+def test_incumbent_checked_exactly():
+    from tamejax.duality.certificate import _exactly_feasible
+
+    p = tj.MIP(
+        c=[-1.0, -1.0], A_ub=[[1.0, 1.0]], b_ub=[3.0], A_eq=[[1.0, -1.0]], b_eq=[1.0], ub=[5.0, 5.0], integrality=True
+    )
+    data = p.to_numpy()
+    assert _exactly_feasible(data, np.array([2.0, 1.0]))
+    assert not _exactly_feasible(data, np.array([3.0, 1.0]))  # violates the <= row
+    assert not _exactly_feasible(data, np.array([1.0, 1.0]))  # violates the equality
+    assert not _exactly_feasible(data, np.array([6.0, 5.0]))  # violates ub
 
 
 # ----------------------------------------------------------------------------- slow

@@ -451,6 +451,149 @@ def test_ternary_weights_two_planes_exact() -> None:
     assert np.array_equal(np.asarray(export_conv(wc, weights="ternary")(xc)), np.asarray(ref))
 
 
+def check_pallas_conv(window: tuple[int, int], cin: int, weights: str, seed: int) -> None:
+    # Regression: the packed im2col has padding bits at the end of every tap's word group; the
+    # Pallas path used to pass k = kh * kw * cin to the kernel, which masked real bits of the
+    # last tap whenever kh * kw * (32 * words - cin) < 32.
+    rng = np.random.default_rng(seed)
+    if weights == "ternary":
+        w = rng.integers(-1, 2, size=(*window, cin, 3)).astype(np.float64)
+    else:
+        w = rng.normal(size=(*window, cin, 3))
+    x = pm1(rng, (1, 3, 4, cin))
+    ref = jax.lax.conv_general_dilated(
+        x,
+        np.where(w < 0, -1.0, 1.0).astype(np.float32) if weights == "latent" else w.astype(np.float32),
+        (1, 1),
+        "VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+    got = export_conv(w, padding="VALID", weights=weights, backend="pallas")(x)
+    assert np.array_equal(np.asarray(got), np.asarray(ref))
+
+
+@pytest.mark.parametrize(
+    ("window", "cin", "weights"), [((3, 3), 31, "latent"), ((1, 2), 17, "latent"), ((3, 3), 30, "ternary")]
+)
+def test_pallas_conv_padding_bits_in_every_tap(window: tuple[int, int], cin: int, weights: str) -> None:
+    check_pallas_conv(window, cin, weights, seed=cin)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("window", "cin"), [((3, 3), c) for c in (29, 30, 31)] + [((1, 2), c) for c in range(17, 32)])
+@pytest.mark.parametrize("weights", ["latent", "ternary"])
+def test_pallas_conv_padding_bits_in_every_tap_all(window: tuple[int, int], cin: int, weights: str) -> None:
+    check_pallas_conv(window, cin, weights, seed=cin)
+
+
+def test_mlp_auto_detection_refuses_float_layers_and_bad_pairing() -> None:
+    rng = np.random.default_rng(12)
+    base = mlp_variables(rng, 16, (8, 8, 4))
+    # a float nn.Dense (issue: Dense, BN, 2x(BinaryDense, BN), Dense used to export a wrong net silently)
+    with_float = {
+        "params": {**base["params"], "Dense_0": {"kernel": jnp.ones((8, 8)), "bias": jnp.zeros(8)}},
+        "batch_stats": base["batch_stats"],
+    }
+    with pytest.raises(ValueError, match=r"other layers with a kernel \['Dense_0'\]"):
+        export_linen_mlp(with_float)
+    # the binary chain is still exportable with explicit names
+    named = export_linen_mlp(with_float, layers=[("BinaryDense_0", "BatchNorm_0"), ("BinaryDense_1", None)])
+    assert [layer.module.features for layer in named] == [8, 8]
+    # a batch-norm missing in the middle: true chain D0-BN(8), D1 (none), D2-BN(4), D3-BN(3); the
+    # auto-named BatchNorm_1 (width 4) would be paired with BinaryDense_1 (width 6)
+    four = mlp_variables(rng, 16, (8, 6, 4, 3))
+    bn3 = random_bn(rng, 3, spread=1.0)
+    missing = {
+        "params": {name: tree for name, tree in four["params"].items() if not name.startswith("BatchNorm")},
+        "batch_stats": {
+            "BatchNorm_0": four["batch_stats"]["BatchNorm_0"],
+            "BatchNorm_1": four["batch_stats"]["BatchNorm_2"],
+            "BatchNorm_2": {"mean": jnp.asarray(bn3["mean"]), "var": jnp.asarray(bn3["var"])},
+        },
+    }
+    with pytest.raises(ValueError, match="BatchNorm_1 .* cannot follow BinaryDense_1"):
+        export_linen_mlp(missing)
+    # numbering with a gap, and explicitly named modules
+    gap = {"params": dict(base["params"]), "batch_stats": dict(base["batch_stats"])}
+    gap["params"]["BinaryDense_5"] = gap["params"].pop("BinaryDense_2")
+    with pytest.raises(ValueError, match="numbered 0, 1"):
+        export_linen_mlp(gap)
+    named_bn = {
+        "params": base["params"],
+        "batch_stats": {**base["batch_stats"], "bn_head": base["batch_stats"]["BatchNorm_0"]},
+    }
+    with pytest.raises(ValueError, match="bn_head"):
+        export_linen_mlp(named_bn)
+
+
+def test_subnormal_batchnorm_scale_acts_as_zero() -> None:
+    # float32 inference flushes subnormals: gamma / sqrt(var + eps) below 1.18e-38 gives y = beta
+    # (constant), and a subnormal product gives y = beta too. Oracle: Flax BatchNorm in float32 on
+    # this CPU at every integer pre-activation d in [-k, k].
+    k = 40
+    gamma = np.array([1e-40, -1e-40, 1e-39, 3e-38, -3e-38, 1.0, 1e-30, 1e-40], np.float32)
+    beta = np.array([0.0, 0.0, -0.5, 0.0, 0.0, 0.1, 0.0, -1e-40], np.float32)
+    n = gamma.size
+    mean = np.array([3.5, -2.0, 1.0, 0.25, 0.75, 0.0, 5.0, 0.0], np.float32)
+    var = np.full(n, 1.0, np.float32)
+    bn = {"scale": gamma, "bias": beta, "mean": mean, "var": var}
+    s, thr = fold_threshold(k, batch_norm=bn)
+    d = np.arange(-k, k + 1, dtype=np.float32)[:, None] * np.ones((1, n), np.float32)
+    module = nn.BatchNorm(use_running_average=True)
+    variables = {
+        "params": {"scale": jnp.asarray(gamma), "bias": jnp.asarray(beta)},
+        "batch_stats": {"mean": jnp.asarray(mean), "var": jnp.asarray(var)},
+    }
+    y = np.asarray(module.apply(variables, jnp.asarray(d, jnp.float32)))
+    assert y.dtype == np.float32
+    rule = np.where(s[None, :] * d.astype(np.int64) >= thr[None, :], 1, -1)
+    assert np.array_equal(rule, sign(y))
+    assert np.all(rule[:, [0, 1, 7]] == 1) and np.all(rule[:, 2] == -1)  # flushed: constant sign(beta)
+
+
+def test_export_layer_refuses_non_default_scale_axis_and_non_sign_inputs() -> None:
+    import functools
+
+    from tamejax.nn.quantizers import magnitude_aware_sign
+
+    rng = np.random.default_rng(13)
+    x = pm1(rng, (3, 16))
+    bad = NNXBinaryLinear(
+        16,
+        5,
+        input_quantizer="ste_sign",
+        kernel_quantizer=functools.partial(magnitude_aware_sign, axis=-1),
+        rngs=nnx.Rngs(0),
+    )
+    with pytest.raises(ValueError, match="non-default axis"):
+        export_layer(bad)
+    # axis=0 names exactly the default axes (all but the last) of a dense kernel: accepted and exact
+    same = NNXBinaryLinear(
+        16,
+        5,
+        input_quantizer="ste_sign",
+        kernel_quantizer=functools.partial(magnitude_aware_sign, axis=(0,)),
+        rngs=nnx.Rngs(0),
+    )
+    np.testing.assert_allclose(np.asarray(export_layer(same)(x)), np.asarray(same(x)), rtol=1e-6, atol=1e-6)
+    mas_in = NNXBinaryLinear(
+        16, 5, input_quantizer="magnitude_aware_sign", kernel_quantizer="ste_sign", rngs=nnx.Rngs(0)
+    )
+    with pytest.raises(ValueError, match="input_quantizer"):
+        export_layer(mas_in)
+
+
+def test_eps_conflict_and_conv_padding_checked_at_construction() -> None:
+    bn = {"mean": np.zeros(3), "var": np.ones(3), "eps": 1e-3}
+    with pytest.raises(ValueError, match="eps"):
+        export_dense(np.ones((4, 3)), batch_norm=bn, output="packed", eps=1e-5)
+    assert export_dense(np.ones((4, 3)), batch_norm=bn, output="packed", eps=1e-3).module.output == "packed"
+    with pytest.raises(ValueError, match="padding"):
+        NNXPackedConv(4, 3, 3, padding="CIRCULAR")
+    with pytest.raises(ValueError, match="padding"):
+        NNXPackedConv(4, 3, 3, padding=((1, -1), (0, 0)))
+
+
 def test_latent_zero_maps_to_plus_one() -> None:
     w = np.zeros((3, 2))
     w[1, 1] = -0.2
@@ -553,7 +696,7 @@ def _shard_main() -> int:
         nonlocal ok
         same = np.array_equal(np.asarray(got), want)
         devs = len(got.sharding.device_set)
-        good = same and devs == 4
+        good = same and devs == 4 and not got.sharding.is_fully_replicated
         print(f"[{label}] {'ok' if good else 'MISMATCH'} shape={got.shape} devices={devs}")
         ok &= good
 

@@ -54,7 +54,7 @@ def check_pallas(m: int, k: int, n: int, method: str, seed: int) -> None:
     assert np.array_equal(np.asarray(out), a @ w.T)
 
 
-@settings(max_examples=10, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=6, suppress_health_check=[HealthCheck.too_slow])
 @given(**CASES)
 def test_pallas_bit_identical_to_float(m: int, k: int, n: int, method: str, seed: int) -> None:
     check_pallas(m, k, n, method, seed)
@@ -67,14 +67,14 @@ def test_pallas_bit_identical_to_float_many_shapes(m: int, k: int, n: int, metho
     check_pallas(m, k, n, method, seed)
 
 
-@pytest.mark.parametrize("method", ["int8", "popcount"])
-def test_shapes_not_multiple_of_blocks_and_multiple_k_tiles(method: str) -> None:
-    # M, N, Kw all off the tile sizes, and several K tiles (grid accumulation along K).
+@pytest.mark.parametrize(("method", "block_kw", "words"), [("int8", 16, 40), ("popcount", 2, 5)])
+def test_shapes_not_multiple_of_blocks_and_multiple_k_tiles(method: str, block_kw: int, words: int) -> None:
+    # M, N, Kw all off the tile sizes, and several K tiles (the in-kernel K loop: 3 steps).
     rng = np.random.default_rng(1)
-    m, k, n = 19, 32 * 5 + 7, 23
+    m, k, n = 19, 32 * words + 7, 23
     a, w = pm1(rng, (m, k)), pm1(rng, (n, k))
     out = xnor_matmul_pallas(
-        jnp.asarray(np_pack(a)), jnp.asarray(np_pack(w)), k, method=method, block_m=16, block_n=16, block_kw=2
+        jnp.asarray(np_pack(a)), jnp.asarray(np_pack(w)), k, method=method, block_m=16, block_n=16, block_kw=block_kw
     )
     assert np.array_equal(np.asarray(out), a @ w.T)
 
@@ -132,5 +132,43 @@ def test_bad_input() -> None:
         xnor_matmul_pallas(a, a, 40, method="float")
     with pytest.raises(ValueError, match="block_m"):
         xnor_matmul_pallas(a, a, 40, block_m=0)
+    with pytest.raises(ValueError, match="block_n: expected a positive power of two"):
+        xnor_matmul_pallas(a, a, 40, block_n=24)
+    with pytest.raises(ValueError, match="block_kw: method='int8' needs tiles of at least 16"):
+        xnor_matmul_pallas(a, a, 40, block_kw=8)
+    with pytest.raises(ValueError, match="platform"):
+        xnor_matmul_pallas(a, a, 40, platform="cuda")
     with pytest.raises(ValueError, match="a_packed"):
         xnor_matmul_pallas(jnp.zeros((2,), jnp.uint32), a, 40)
+
+
+# ------------------------------------------------------------ accelerator lowering (on CPU)
+# No GPU/TPU here: these check that the kernels *lower* for CUDA (to Triton IR) and for TPU (to
+# Mosaic) from a CPU-only machine. They were never compiled by Triton/ptxas or libtpu nor run.
+
+
+def _lower_text(platform: str, method: str, m: int, kw: int, **blocks: int) -> str:
+    a = jnp.zeros((m, kw), jnp.uint32)
+    target = "gpu" if platform == "cuda" else "tpu"
+    f = jax.jit(
+        lambda x, y: xnor_matmul_pallas(x, y, 32 * kw, method=method, interpret=False, platform=target, **blocks)
+    )
+    return f.trace(a, a).lower(lowering_platforms=(platform,)).as_text()
+
+
+@pytest.mark.parametrize("method", ["int8", "popcount"])
+def test_lowers_for_cuda_with_triton_and_a_2d_parallel_grid(method: str) -> None:
+    # JAX's default GPU lowering here is Mosaic GPU, which cannot lower these kernels: the Triton
+    # backend is selected explicitly (compiler_params). Kw = 94 words with 16-word K steps: the K
+    # loop runs inside the kernel, so the launch grid has no K axis (grid_z = 1).
+    blocks = {"block_kw": 16} if method == "int8" else {"block_kw": 8}
+    txt = _lower_text("cuda", method, 64, 94, block_m=32, block_n=32, **blocks)
+    assert "xla.gpu.triton" in txt
+    assert "grid_x = 2" in txt and "grid_y = 2" in txt and "grid_z = 1" in txt
+
+
+@pytest.mark.parametrize("method", ["int8", "popcount"])
+def test_lowers_for_tpu_with_default_tiles(method: str) -> None:
+    # JAX-side Pallas -> Mosaic lowering only (the Mosaic compiler in libtpu is not available here).
+    txt = _lower_text("tpu", method, 256, 64)
+    assert "tpu_custom_call" in txt

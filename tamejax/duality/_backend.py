@@ -9,6 +9,14 @@ integer ones), which ``value``'s backward rule turns into bound derivatives.
 
 NumPy only (no JAX is imported in the worker): the slope is ``Certificate.slope()``, computed on
 the host from the certificate's parameters.
+
+Gomory runs here *without* a primal incumbent (``primal=None``): closing by the incumbent
+wraps the whole LP-dual function into one final round-up, whose linear part (and so the
+slope) is 0; without it the loop ends at an integral LP vertex and ``y`` is that LP's dual
+(a price of the right-hand side). For a pure integer program ``z`` is a step function of
+``b_ub`` when the data are integers, so this slope is a price-type surrogate, not a
+derivative of ``z`` (see ``docs/duality.md``). The time limit is the solve option
+``time_limit`` (default ``DEFAULT_TIME_LIMIT`` = 60 s per problem).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from tamejax.backends.base import HostProblem, HostResult, SolveOptions, Status
 
 NAME = "certificate"
 TARGET = "tamejax.duality._backend:CertificateBackend"
+DEFAULT_TIME_LIMIT = 60.0  # seconds per certified problem when the caller gives no time_limit
 
 
 def ensure_registered() -> str:
@@ -57,8 +66,8 @@ class CertificateBackend:
             "ub": p.ub,
             "integrality": np.asarray(p.integrality, bool),
         }
-        tl = options.time_limit if options.time_limit is not None else 60.0
-        cert = certify_arrays(data, "auto", time_limit=tl)
+        tl = options.time_limit if options.time_limit is not None else DEFAULT_TIME_LIMIT
+        cert = certify_arrays(data, "auto", time_limit=tl, primal=None)
         status = cert.status
         if status == Status.NO_SOLUTION or cert.x is None or not status.has_solution:
             res = HostResult.failed(p.n, status if status != Status.OPTIMAL else Status.ERROR, cert.message)

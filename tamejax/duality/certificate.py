@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -71,18 +72,25 @@ class Certificate:
     leaves: list | None = None
     tree: Any = None
     _F: Any = dataclasses.field(default=None, repr=False, compare=False)
+    _F_dtype: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def F(self) -> ChvatalFunction | BranchAndBoundFunction | None:
-        """The dual function ``F(b)``, a JAX pytree (``jit``/``vmap``/``grad``), or ``None``."""
+        """The dual function ``F(b)``, a JAX pytree (``jit``/``vmap``/``grad``), or ``None``.
+
+        Built in JAX's default float type at the time of access. A ``ChvatalFunction`` only
+        evaluates in float64 (float32 round-ups are not a valid lower bound): with x64
+        disabled, access and call it inside ``with jax.enable_x64(True):``.
+        """
         if self.params is None:
             return None
-        if self._F is None:
-            import jax.numpy as jnp
+        import jax.numpy as jnp
 
+        dt = jnp.result_type(float)
+        if self._F is None or self._F_dtype != dt:
             from tamejax.duality.chvatal import BranchAndBoundFunction, ChvatalFunction
 
-            dt = jnp.result_type(float)
+            self._F_dtype = dt
             p = self.params
             if self.method == "gomory":
                 self._F = ChvatalFunction(
@@ -110,7 +118,13 @@ class Certificate:
         """Slope of the active affine piece of ``F`` at ``b`` (what ``jax.grad`` of ``F`` gives there), NumPy.
 
         Chvátal function: ``scale * in_matrix.T @ y``; branch-and-bound function: ``Y_t`` of the
-        first minimizing leaf. Zeros when there is no ``F``.
+        first minimizing leaf. Zeros when there is no ``F``. For a Chvátal function the
+        components on ``<=`` rows are a price-type surrogate, not a derivative: ``F`` floors
+        ``b_ub`` and is a step function of it (see ``docs/theory.md``); a certificate closed
+        by an incumbent has ``y = 0``.
+
+        Returns:
+          Array of shape ``(m_ub + m_eq,)``.
         """
         p = self.params
         if p is None:
@@ -173,9 +187,17 @@ def certify(
 
     Gomory's loop needs no primal solution, but it may take many cuts to reach an integral
     vertex after the bound is already tight. With ``primal`` (a backend name, SCIP by
-    default) an incumbent ``x`` is found first, and the loop stops as soon as the rounded-up
-    bound reaches ``c x``; the certificate is then one more round-up of the LP-dual function
-    (still a Chvátal function), and ``x`` is the incumbent. ``verify`` checks it all anyway.
+    default) an incumbent ``x`` is found first (rounded to integers and checked against the
+    data in exact rational arithmetic; ignored if infeasible), and the loop stops as soon as
+    the rounded-up bound reaches ``c x``; the certificate is then one more round-up of the
+    LP-dual function (still a Chvátal function), and ``x`` is the incumbent. Its linear part,
+    hence ``slope()`` and ``jax.grad`` of ``F``, is then 0; ``primal=None`` keeps the LP price
+    ``y`` of the final integral LP. ``verify`` checks it all anyway.
+
+    Float arithmetic: before returning, the certificate is checked on the host in float64
+    (``w >= 0``, ``V >= 0``, ``F(a_j) <= c_j`` on every canonical column, ``F(b)`` equal to the
+    loop's bound, and, when optimal, ``x`` feasible with ``c x = F(b)``); a failure gives status
+    ``ERROR`` without ``F`` (and, under ``method="auto"``, the branch-and-bound fallback).
 
     Bounds: finite lower bounds are shifted to 0 (``ceil`` for integer variables), a variable
     with only a finite upper bound is reflected, a free variable is split, and a finite upper
@@ -277,7 +299,66 @@ def _incumbent(data: dict, backend: str, time_limit: float) -> np.ndarray | None
     r = solve_host(backend, p, SolveOptions(time_limit=time_limit), {})
     if not r.status.has_solution:
         return None
-    return np.round(np.asarray(r.x, np.float64))
+    x = np.round(np.asarray(r.x, np.float64))
+    return x if _exactly_feasible(data, x) else None
+
+
+def _exactly_feasible(data: dict, x: np.ndarray) -> bool:
+    """Whether the integer point ``x`` satisfies the problem in exact rational arithmetic (the floats as given)."""
+    xq = [Fraction(float(v)) for v in x]
+
+    def rows(A, b, eq):
+        for i in range(A.shape[0]):
+            lhs = sum((Fraction(float(a)) * v for a, v in zip(A[i], xq, strict=True) if a != 0), Fraction(0))
+            rhs = Fraction(float(b[i]))
+            if (lhs != rhs) if eq else (lhs > rhs):
+                return False
+        return True
+
+    lb, ub = np.asarray(data["lb"], np.float64), np.asarray(data["ub"], np.float64)
+    if np.any(x < lb) or np.any(x > ub):
+        return False
+    return rows(np.asarray(data["A_ub"]), data["b_ub"], False) and rows(np.asarray(data["A_eq"]), data["b_eq"], True)
+
+
+def _float_self_check(res: GomoryResult, can: Canonical, d: list, tol: float = 1e-6) -> str:
+    """Dual-feasibility self-check of a float Gomory certificate in float64 (as ``F`` is evaluated).
+
+    Checks ``w >= 0``, ``V >= 0``, ``F(a_j) <= c_j`` on every canonical column (integer-scaled
+    units, ``ceil(t - 1e-9)`` as in ``ChvatalFunction``), ``F(d) == bound`` and, when optimal,
+    ``A x = d``, ``x >= 0`` integer and ``c x == F(d)``. Returns ``""`` if all hold, else why not.
+    """
+    K = len(res.U)
+    U = np.array([[float(v) for v in u] for u in res.U]).reshape(K, can.m)
+    V = np.zeros((K, K))
+    for k in range(K):
+        for i, v in res.V[k].items():
+            V[k, i] = float(v)
+    y = np.array([float(v) for v in res.y])
+    w = np.array([float(v) for v in res.w])
+    if np.any(w < 0) or np.any(V < 0):
+        return f"float self-check: negative cut weight ({min(w.min(initial=0), V.min(initial=0)):.3g})"
+    A = np.asarray(can.A, np.float64)
+    cost = np.array([float(v) for v in can.c_q])
+    dv = np.asarray([float(v) for v in d])
+    cols = np.concatenate([A, dv[:, None]], axis=1)  # every canonical column, then d
+    G = np.zeros((K, cols.shape[1]))
+    for k in range(K):
+        G[k] = np.ceil(U[k] @ cols + V[k, :k] @ G[:k] - 1e-9)
+    Fv = y @ cols + w @ G
+    scale = 1.0 + float(np.max(np.abs(cost), initial=0.0))
+    viol = float(np.max(Fv[:-1] - cost, initial=-np.inf))
+    if viol > tol * scale:
+        return f"float self-check: F(a_j) > c_j by {viol:.3g} (integer-scaled units)"
+    if res.bound is not None and abs(Fv[-1] - float(res.bound)) > tol * (1.0 + abs(float(res.bound))):
+        return f"float self-check: F(b) = {Fv[-1]:.9g} but the loop reports {float(res.bound):.9g}"
+    if res.status == "optimal" and res.x is not None:
+        x = np.array([float(v) for v in res.x])
+        if np.any(x < 0) or np.any(x != np.round(x)) or np.max(np.abs(A @ x - dv), initial=0.0) > tol * scale:
+            return "float self-check: the final integer point is not feasible"
+        if abs(cost @ x - Fv[-1]) > tol * (1.0 + abs(cost @ x)):
+            return f"float self-check: c x = {cost @ x:.9g} but F(b) = {Fv[-1]:.9g}"
+    return ""
 
 
 def _certify_gomory(data: dict, arithmetic: str, max_cuts: int, time_limit: float, primal: str | None) -> Certificate:
@@ -329,6 +410,11 @@ def _certify_gomory(data: dict, arithmetic: str, max_cuts: int, time_limit: floa
         obj = math.inf if status == Status.INFEASIBLE else -math.inf
         x = can.x_of(np.array([float(v) for v in res.x])) if res.x is not None else None
         return Certificate("gomory", status, None, x, obj, obj, b, arithmetic, stats, res.message, can)
+    if not exact:
+        why = _float_self_check(res, can, d)
+        if why:
+            stats["self_check"] = why
+            return Certificate("gomory", Status.ERROR, None, None, math.nan, -math.inf, b, arithmetic, stats, why, can)
     F = _chvatal_params(res, can)
     scale = 1.0 / can.cost_scale
     bound = float(res.bound) * scale + can.offset

@@ -45,16 +45,29 @@ class ChvatalFunction:
     ``V >= 0`` (strictly lower triangular) make the canonical part subadditive.
 
     Round-ups use a tolerance ``tol`` (``ceil(t - tol)``, and ``floor(t + tol)`` in ``phi``),
-    ``1e-9`` in float64 and ``1e-4`` in float32 unless given, so that data that are integers
-    in exact arithmetic are not pushed across a step by rounding errors; the result stays a
-    lower bound (``ceil(t - tol) <= ceil(t)``). The exact rational parameters, when the
-    certificate was computed exactly, are kept by the ``Certificate``.
+    ``1e-9`` unless given, so that data that are integers in exact arithmetic are not pushed
+    across a step by rounding errors. Evaluation is float64 only: in float32 the rounding
+    errors of ``u_k^T d`` (coefficients and right-hand sides in the thousands) exceed any
+    fixed tolerance and a single round-up step is then enough to break ``F <= z`` (seen:
+    ``F(b) = 1434`` for ``z(b) = -408``), so calling ``F`` with float32 parameters raises a
+    ``TypeError``; enable ``jax_enable_x64`` or call it inside ``with jax.enable_x64(True):``.
+    Even in float64 the JAX evaluation of a long chain of cuts is only as faithful as the
+    accumulated rounding allows; ``verify`` compares it with the host evaluation. The exact
+    rational parameters, when the certificate was computed exactly, are kept by the
+    ``Certificate``.
 
-    Automatic differentiation: ``ceil`` has derivative 0, so ``jax.grad`` gives
-    ``scale * in_matrix.T @ y``, the slope of the affine piece of ``F`` containing ``b``
-    (the piece of the canonical function, pulled back through the linear part of ``phi``).
-    That is the gradient of ``F`` in the interior of a piece and, at a step, the derivative
-    of one adjacent piece; see ``docs/theory.md``.
+    Automatic differentiation: ``ceil`` has derivative 0 and the floor in ``phi`` is applied
+    as a piecewise-constant correction with zero derivative, so ``jax.grad`` gives
+    ``scale * in_matrix.T @ y``, the slope of the affine part ``y^T d`` of the *canonical*
+    function, pulled back through the linear part of ``phi``. In ``b_eq`` (and in ``b_ub``
+    when the canonical function is differentiable there) that is the slope of the active
+    piece of ``F``. It is **not** the derivative of ``F`` as a function of the user's ``b``
+    in general: for a ``<=`` row with integer data, the slack is an integer variable, ``phi``
+    floors ``b_ub`` and ``F`` (like ``z``) is a step function of ``b_ub``, whose derivative is
+    0 almost everywhere, while ``jax.grad`` returns the LP-type price ``y`` (a surrogate, not an
+    element of a conservative field of ``z``). Dropping the floor does not help: ``F``
+    evaluated at real, unfloored ``b_ub`` is not a lower bound of ``z`` (brute force finds
+    ``F - z`` up to 1.5 on small knapsacks). See ``docs/theory.md``.
 
     Attributes:
       in_matrix: ``(m, p)`` linear part of ``phi``.
@@ -66,7 +79,7 @@ class ChvatalFunction:
       scale: positive scalar (the inverse of the integer cost scaling).
       offset: scalar objective constant (from shifted bounds).
       in_floor: static, length ``m``: components of ``phi`` rounded down.
-      tol: static rounding tolerance (``None``: by dtype).
+      tol: static rounding tolerance (``None``: ``1e-9``).
     """
 
     in_matrix: jax.Array
@@ -109,8 +122,8 @@ class ChvatalFunction:
         if any(self.in_floor):
             tol = self.tol if self.tol is not None else _tol_for(d.dtype)
             mask = jnp.asarray(self.in_floor)
-            # floor with zero derivative would hide the slope of the piece: keep the
-            # derivative of the affine part (a piecewise-constant correction is added).
+            # floor applied as a piecewise-constant correction (zero derivative): jax.grad keeps
+            # the price y of the affine part, a surrogate (F itself is a step function of these b).
             fl = jax.lax.stop_gradient(jnp.floor(d + tol) - d)
             d = jnp.where(mask, d + fl, d)
         return d
@@ -133,11 +146,28 @@ class ChvatalFunction:
         return jax.lax.fori_loop(0, K, body, g)
 
     def __call__(self, b: jax.Array) -> jax.Array:
-        """Evaluate ``F(b)``; ``b`` has shape ``(..., p)`` (any batch axes), result ``(...)``."""
+        """Evaluate ``F(b)`` in float64.
+
+        Args:
+          b: right-hand sides, shape ``(..., p)`` (any batch axes).
+
+        Returns:
+          ``F(b)``, shape ``(...)``.
+
+        Raises:
+          ValueError: ``b`` has the wrong last dimension.
+          TypeError: the parameters are not float64 (x64 disabled when they were built).
+        """
         b = jnp.asarray(b)
         if b.ndim < 1 or b.shape[-1] != self.in_matrix.shape[-1]:
             raise ValueError(
                 f"ChvatalFunction: expected b of shape (..., {self.in_matrix.shape[-1]}), got shape {b.shape}"
+            )
+        if self.y.dtype != jnp.float64:
+            raise TypeError(
+                f"ChvatalFunction: expected float64 parameters, got {self.y.dtype}; float32 round-ups are not a "
+                "valid lower bound. Enable x64 (jax.config.update('jax_enable_x64', True)) or evaluate inside "
+                "`with jax.enable_x64(True):`"
             )
         d = self.phi(b)
         g = self.cuts(d)

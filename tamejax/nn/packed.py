@@ -124,13 +124,21 @@ def _packed_input(x: Any, in_features: int, field: str = "x") -> jax.Array:
     return bitpack.pack(x, axis=-1)
 
 
-def _xnor(a: jax.Array, w: jax.Array, k: int, backend: str, interpret: bool | None) -> jax.Array:
-    """int32 ``A @ W^T`` over ``k`` bits of packed (M, Kw) and (N, Kw) operands; padding bits are 0."""
+def _xnor(
+    a: jax.Array, w: jax.Array, k: int, backend: str, interpret: bool | None, *, grouped: bool = False
+) -> jax.Array:
+    """int32 ``A @ W^T`` over ``k`` bits of packed (M, Kw) and (N, Kw) operands; padding bits are 0.
+
+    ``grouped``: the rows are several packed vectors concatenated (a packed im2col), so padding
+    bits sit at the end of every word group, not only in the last word. The product is then
+    taken over all ``32 * Kw`` bits and the padding bits, 0 (= +1) in both operands and so +1
+    each, are subtracted analytically; passing the true ``k`` to the kernel would mask real bits
+    of the last group (the kernel clears bits >= k of the last word).
+    """
     kw = a.shape[-1]
     matmul = bitpack.xnor_matmul if backend == "xla" else functools.partial(xnor_matmul_pallas, interpret=interpret)
-    if k > WORD_BITS * (kw - 1):
+    if not grouped and k > WORD_BITS * (kw - 1):
         return matmul(a, w, k).astype(jnp.int32)
-    # im2col operands: padding bits 0 inside every word group; each is +1 * +1 = +1.
     return matmul(a, w, WORD_BITS * kw).astype(jnp.int32) - jnp.int32(WORD_BITS * kw - k)
 
 
@@ -203,7 +211,7 @@ def _conv_preact(
         for j in range(kw)
     ]
     patches = jnp.stack(cols, axis=3).reshape(b * ho * wo, kh * kw * cw)
-    d = _xnor(patches, wk.reshape(-1, kh * kw * cw), kh * kw * in_features, backend, interpret)
+    d = _xnor(patches, wk.reshape(-1, kh * kw * cw), kh * kw * in_features, backend, interpret, grouped=kh * kw > 1)
     return _combine_planes(d, features, ternary).reshape(b, ho, wo, features)
 
 
@@ -244,6 +252,21 @@ def _check_pad_value(pad_value: Any, backend: str) -> None:
         raise ValueError(f"pad_value: expected 1, -1 or 0, received {pad_value!r}")
     if backend == "pallas" and pad_value != 1:
         raise ValueError(f"pad_value: the Pallas backend pads with +1 only, received {pad_value}; use backend='xla'")
+
+
+def _check_padding(padding: Any) -> Any:
+    """``"SAME"``, ``"VALID"`` or ((top, bottom), (left, right)) of non-negative ints, normalized."""
+    if isinstance(padding, str):
+        if padding not in ("SAME", "VALID"):
+            raise ValueError(f"padding: expected 'SAME', 'VALID' or explicit pairs, received {padding!r}")
+        return padding
+    try:
+        pads = tuple(tuple(int(v) for v in p) for p in padding)
+    except (TypeError, ValueError):
+        pads = None
+    if pads is None or len(pads) != 2 or any(len(p) != 2 or min(p) < 0 for p in pads):
+        raise ValueError(f"padding: expected ((top, bottom), (left, right)) of non-negative ints, received {padding!r}")
+    return pads
 
 
 def _pair(v: int | Sequence[int], field: str) -> tuple[int, int]:
@@ -326,7 +349,9 @@ class PackedConv(nn.Module):
     :func:`tamejax.nn.bitpack.xnor_conv2d`; the Pallas backend (``pad_value=1`` only) builds the
     packed im2col (the window positions' words concatenated, ``kh * kw * ceil(C_in / 32)`` words
     per output pixel, padding bits 0 in every group) and calls
-    :func:`tamejax.nn.pallas.xnor_matmul_pallas` with true length ``kh * kw * C_in``.
+    :func:`tamejax.nn.pallas.xnor_matmul_pallas` over all ``32 * words`` bits, subtracting the
+    padding bits (+1 each, as 0 in both operands) afterwards: the padding sits at the end of every
+    group, so the kernel's own masking of the bits past ``k`` in the last word would not fit.
 
     Parameters (collection ``'params'``): ``kernel`` uint32 (features, kh, kw, ceil(in_features/32)),
     the Flax kernel (kh, kw, C_in, N) transposed output-major and packed along C_in (a leading axis
@@ -515,7 +540,7 @@ class NNXPackedConv(_NNXPackedBase):
             out_features: number of output channels N.
             kernel_size: window (kh, kw) or one int for both.
             strides: window strides, a pair or one int.
-            padding: ``"SAME"``, ``"VALID"`` or ((top, bottom), (left, right)).
+            padding: ``"SAME"``, ``"VALID"`` or ((top, bottom), (left, right)) of non-negative ints.
             kernel_dilation: kernel dilation, a pair or one int.
             pad_value: value of padded input pixels: 1, -1 or 0 (see :class:`PackedConv`).
             output: ``"int"``, ``"affine"`` or ``"packed"``.
@@ -524,14 +549,14 @@ class NNXPackedConv(_NNXPackedBase):
             interpret: Pallas interpret mode (``None``: on CPU only).
 
         Raises:
-            ValueError: on a non-positive size, a bad window/stride or an unknown ``output`` / ``backend``.
+            ValueError: on a non-positive size, a bad window/stride/padding or an unknown ``output`` / ``backend``.
         """
         _check_static(out_features, in_features, output, backend)
         self.in_features = int(in_features)
         self.features = int(out_features)
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.strides = _pair(strides, "strides")
-        self.padding = padding
+        self.padding = _check_padding(padding)
         self.kernel_dilation = _pair(kernel_dilation, "kernel_dilation")
         _check_pad_value(pad_value, backend)
         self.pad_value = int(pad_value)
@@ -663,7 +688,15 @@ def _bn_arrays(batch_norm: Mapping[str, Any] | None, n: int, eps: float | None) 
     unknown = set(batch_norm) - {"mean", "var", "scale", "bias", "eps", "epsilon"}
     if unknown:
         raise ValueError(f"batch_norm: unknown keys {sorted(unknown)} (expected mean, var, scale, bias, eps)")
-    e = batch_norm.get("eps", batch_norm.get("epsilon", 1e-5 if eps is None else eps))
+    given = [float(batch_norm[key]) for key in ("eps", "epsilon") if key in batch_norm]
+    if eps is not None:
+        given.append(float(eps))
+    if len(set(given)) > 1:
+        raise ValueError(
+            f"eps: the batch-norm epsilon is given more than once with different values {given} "
+            "(batch_norm['eps'], batch_norm['epsilon'] and the eps= argument must agree)"
+        )
+    e = given[0] if given else 1e-5
     gamma = _per_channel(batch_norm.get("scale"), n, "batch_norm['scale']", 1.0)
     beta = _per_channel(batch_norm.get("bias"), n, "batch_norm['bias']", 0.0)
     mean = _per_channel(batch_norm["mean"], n, "batch_norm['mean']", 0.0)
@@ -690,6 +723,9 @@ def fold_threshold(
     With ``tau = (mean - b - beta sqrt(var + eps) / gamma) / alpha``, for the integer ``d``:
     ``gamma > 0``: +1 iff ``d >= ceil(tau)``; ``gamma < 0``: +1 iff ``-d >= -floor(tau)``;
     ``gamma == 0``: +1 iff ``beta >= 0`` (constant). Without batch-norm, +1 iff ``alpha d + b >= 0``.
+    Subnormals are flushed to zero as float32 inference does (XLA on CPU/GPU/TPU): a multiplier
+    ``|gamma / sqrt(var + eps)|`` below the smallest normal float32 (``1.18e-38``) counts as
+    ``gamma == 0``, and a subnormal ``beta`` or product ``(alpha d + b - mean) * gamma / r`` as 0.
     The packed layer emits -1 exactly where ``sign * d < threshold``. Evaluated in float64; the
     boundary from ``tau`` is corrected against a direct evaluation of ``y`` at the neighbouring
     integers (so exact ties give +1); thresholds clipped to ``[-(k + 1), k + 1]``, which changes
@@ -725,10 +761,19 @@ def fold_threshold(
     gamma, beta, mean, r = bn if bn is not None else (np.ones(n), np.zeros(n), np.zeros(n), np.ones(n))
     big = float(k + 1)
     mul = gamma / r
+    # float32 inference (XLA on CPU, GPUs, TPUs) flushes subnormals to zero: a batch-norm
+    # multiplier gamma / sqrt(var + eps) below the smallest normal float32 acts as 0 (constant
+    # output sign(beta)), and so do subnormal products and a subnormal beta.
+    tiny = float(np.finfo(np.float32).tiny)
+    flush = np.abs(mul) < tiny
+    gamma = np.where(flush, 0.0, gamma)
+    mul = np.where(flush, 0.0, mul)
+    beta = np.where(np.abs(beta) < tiny, 0.0, beta)
 
     def nonneg(d: np.ndarray) -> np.ndarray:
-        """The float rule evaluated directly at integer pre-activations d (float64, Flax's order)."""
-        return (alpha * d + b - mean) * mul + beta >= 0
+        """The float rule evaluated directly at integer pre-activations d (float64, Flax's order, flush to zero)."""
+        t = (alpha * d + b - mean) * mul
+        return np.where(np.abs(t) < tiny, 0.0, t) + beta >= 0
 
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         tau = (mean - b - beta * r / gamma) / alpha
@@ -737,7 +782,7 @@ def fold_threshold(
     # of the rule at the neighbouring integers (tau is rounded; the tie d = tau must give +1).
     lo = np.clip(np.where(pos, np.ceil(tau), np.floor(tau)), -big - 1, big + 1)
     lo = np.where(np.isfinite(tau), lo, np.sign(tau) * (big + 1))
-    for _ in range(2):
+    for _ in range(3):
         # gamma > 0: lo = smallest d with the rule true; gamma < 0: lo = largest d with it true.
         lo = np.where(pos & nonneg(lo - 1), lo - 1, lo)
         lo = np.where(pos & ~nonneg(lo), lo + 1, lo)
@@ -918,14 +963,7 @@ def export_conv(
     w = np.asarray(kernel, np.float64)
     if w.ndim != 4:
         raise ValueError(f"kernel: expected a Flax 2-D conv kernel (kh, kw, C_in, N), received shape {w.shape}")
-    if not isinstance(padding, str):
-        padding = tuple(tuple(int(v) for v in p) for p in padding)
-        if len(padding) != 2 or any(len(p) != 2 or min(p) < 0 for p in padding):
-            raise ValueError(
-                f"padding: expected ((top, bottom), (left, right)) of non-negative ints, received {padding}"
-            )
-    elif padding not in ("SAME", "VALID"):
-        raise ValueError(f"padding: expected 'SAME', 'VALID' or explicit pairs, received {padding!r}")
+    padding = _check_padding(padding)
     if pad_value not in (1.0, -1.0, 0.0):
         raise ValueError(f"pad_value: expected 1.0, -1.0 or 0.0 (the float layer's pad_values), received {pad_value!r}")
     pad_int = int(pad_value)
@@ -967,6 +1005,25 @@ def _quantizer_name(q: Any) -> str | None:
     return "<callable>"
 
 
+def _mas_axis_is_default(q: Any, ndim: int) -> bool:
+    """Whether a ``magnitude_aware_sign`` quantizer (maybe a ``functools.partial``) uses the default axes.
+
+    The default (``axis=None``) is every axis but the last: one scale per output channel. Any
+    other ``axis`` is accepted only if it names exactly those axes.
+    """
+    args = getattr(q, "args", ())
+    keywords = getattr(q, "keywords", {}) or {}
+    axis = keywords.get("axis", args[1] if len(args) > 1 else None)  # (x, clip_value, axis): x is the kernel
+    if axis is None:
+        return True
+    axes = (axis,) if isinstance(axis, int | np.integer) else tuple(axis)
+    try:
+        norm = sorted(int(a) % ndim for a in axes)
+    except (TypeError, ValueError):
+        return False
+    return norm == list(range(ndim - 1))
+
+
 def _bn_mapping(batch_norm: Any) -> Mapping[str, Any] | None:
     if batch_norm is None or isinstance(batch_norm, Mapping):
         return batch_norm
@@ -1000,11 +1057,13 @@ def export_layer(
     (``ste_sign``, ``approx_sign``, ``swish_sign``, and the deterministic forward pass of
     ``gaussian_sign`` / ``gumbel_sign``) binarize the latent kernel with sign(0) = +1;
     ``magnitude_aware_sign`` adds its per-output-channel scale ``mean |W|`` (over all axes but
-    the last) as ``kernel_scale``; ``None`` requires a kernel already in {-1, +1}. Other
+    the last) as ``kernel_scale`` (a ``functools.partial`` with any other ``axis`` is refused:
+    its scale is not per output channel); ``None`` requires a kernel already in {-1, +1}. Other
     quantizers (``ste_heaviside``'s 0/1 weights, unknown callables) are refused: export the
     kernel with :func:`export_dense` / :func:`export_conv` and an explicit ``weights=``. The
     packed layer binarizes its inputs with sign: it reproduces the float layer when the float
-    layer's inputs are ±1 (a sign ``input_quantizer``, or inputs already ±1). With
+    layer's inputs are ±1 (a sign ``input_quantizer``, or ``None`` with inputs already ±1; any
+    other input quantizer, e.g. ``magnitude_aware_sign`` or ``ste_heaviside``, is refused). With
     ``magnitude_aware_sign`` the float layer sums ``±alpha`` terms in float32, so its outputs are
     rounded (``d = 0`` may come out as ``±1e-8``); the packed layer computes the exact ``alpha * d``.
 
@@ -1022,8 +1081,9 @@ def export_layer(
 
     Raises:
         TypeError: if ``layer`` is not a binary layer or ``batch_norm`` has an unsupported type.
-        ValueError: on an unsupported quantizer, convolution rank, padding mode or feature groups,
-            or on missing ``params`` for a Linen layer.
+        ValueError: on an unsupported kernel or input quantizer (incl. ``magnitude_aware_sign`` with a
+            non-default ``axis``), convolution rank, padding mode or feature groups, or on missing
+            ``params`` for a Linen layer.
     """
     from tamejax.nn import layers as binary_layers
 
@@ -1042,11 +1102,23 @@ def export_layer(
             "layer: expected NNXBinaryLinear, NNXBinaryConv, BinaryDense or BinaryConv, "
             f"received {type(layer).__name__}"
         )
+    in_name = _quantizer_name(layer.input_quantizer)
+    if in_name is not None and in_name not in _SIGN_FORWARD:
+        raise ValueError(
+            f"input_quantizer: the packed layer binarizes its inputs with sign(x) (±1), but the layer's input "
+            f"quantizer is {in_name!r}, whose forward pass is not a ±1 sign; expected one of {_SIGN_FORWARD} or None"
+        )
     qname = _quantizer_name(layer.kernel_quantizer)
     kernel_scale = None
     if qname in _SIGN_FORWARD:
         weights = "latent"
     elif qname == "magnitude_aware_sign":
+        if not _mas_axis_is_default(layer.kernel_quantizer, kernel.ndim):
+            raise ValueError(
+                "kernel_quantizer: magnitude_aware_sign with a non-default axis cannot be exported (the packed "
+                "layer holds one scale per output channel, mean |W| over all axes but the last); expected "
+                f"axis=None or the axes {tuple(range(kernel.ndim - 1))}, received {layer.kernel_quantizer!r}"
+            )
         weights = "latent"
         kernel_scale = np.mean(np.abs(kernel.astype(np.float64)), axis=tuple(range(kernel.ndim - 1)))
     elif qname is None:
@@ -1084,9 +1156,58 @@ def export_layer(
     )
 
 
-def _natural_key(name: str) -> list[Any]:
-    """Sort key putting ``Dense_2`` before ``Dense_10`` (Flax numbers auto-named modules in call order)."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+_AUTO_DENSE = re.compile(r"BinaryDense_(\d+)")
+_AUTO_BN = re.compile(r"BatchNorm_(\d+)")
+
+
+def _auto_numbered(names: Sequence[str], pattern: re.Pattern[str], field: str) -> list[str]:
+    """Names matching ``Type_<i>`` sorted by ``i``; the numbers must be exactly 0, 1, ..., len - 1."""
+    numbered = sorted((int(pattern.fullmatch(name).group(1)), name) for name in names)  # type: ignore[union-attr]
+    if [i for i, _ in numbered] != list(range(len(numbered))):
+        raise ValueError(
+            f"{field}: auto-named modules must be numbered 0, 1, ..., received {[name for _, name in numbered]}; "
+            "pass layers=[(dense_name, bn_name or None), ...]"
+        )
+    return [name for _, name in numbered]
+
+
+def _auto_layers(params: Mapping[str, Any], stats: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+    """The ``BinaryDense_i -> BatchNorm_i`` chain of a Linen model with auto-named modules (see export_linen_mlp)."""
+    kernels = [name for name, tree in params.items() if isinstance(tree, Mapping) and "kernel" in tree]
+    others = [name for name in kernels if not _AUTO_DENSE.fullmatch(name)]
+    if others:
+        raise ValueError(
+            f"variables['params']: auto-detection handles only auto-named BinaryDense_<i> layers, found other "
+            f"layers with a kernel {sorted(others)} (e.g. a float nn.Dense, whose place in the chain cannot be "
+            "read from the variables); pass layers=[(dense_name, bn_name or None), ...] for the binary chain"
+        )
+    if not kernels:
+        raise ValueError(f"variables['params']: no BinaryDense_<i> entry with a kernel found among {list(params)}")
+    bad = [name for name in kernels if np.ndim(params[name]["kernel"]) != 2]
+    if bad:
+        raise ValueError(f"variables['params']: {bad} have kernels that are not 2-D (not dense layers)")
+    stat_names = [name for name, tree in stats.items() if isinstance(tree, Mapping) and {"mean", "var"} <= set(tree)]
+    other_stats = [name for name in stat_names if not _AUTO_BN.fullmatch(name)]
+    if other_stats:
+        raise ValueError(
+            f"variables['batch_stats']: auto-detection handles only auto-named BatchNorm_<i> modules, found "
+            f"{sorted(other_stats)}; pass layers=[(dense_name, bn_name or None), ...]"
+        )
+    dense = _auto_numbered(kernels, _AUTO_DENSE, "variables['params']")
+    bns = _auto_numbered(stat_names, _AUTO_BN, "variables['batch_stats']")
+    if len(bns) not in (len(dense), len(dense) - 1):
+        raise ValueError(
+            f"layers: cannot pair {len(dense)} dense layers {dense} with {len(bns)} batch-norms {bns}; "
+            "pass layers=[(dense_name, bn_name or None), ...]"
+        )
+    for dname, bname in zip(dense, bns, strict=False):
+        width = np.shape(params[dname]["kernel"])[1]
+        if np.shape(stats[bname]["mean"]) != (width,):
+            raise ValueError(
+                f"layers: {bname} (mean of shape {np.shape(stats[bname]['mean'])}) cannot follow {dname} "
+                f"({width} outputs): the BinaryDense_i -> BatchNorm_i layout does not hold; pass layers=[...]"
+            )
+    return list(zip(dense, [*bns, None][: len(dense)], strict=True))
 
 
 def _is_dense(tree: Any) -> bool:
@@ -1110,18 +1231,26 @@ def export_linen_mlp(
     layers must take ±1 inputs (``input_quantizer`` a sign); a float first or last layer is not
     part of the chain (pass the binary sub-network, or name the layers explicitly).
 
-    Auto-detection (``layers=None``): the dense layers are the entries of ``variables['params']``
-    with a 2-D ``kernel``, the batch-norms the entries of ``variables['batch_stats']`` with
-    ``mean`` and ``var``, each list sorted by name with numbers compared as numbers
-    (``BinaryDense_2`` before ``BinaryDense_10``: Flax numbers auto-named modules in call order,
-    while dictionary order is lost by tree maps and checkpoints); the i-th batch-norm follows the
-    i-th dense layer. There must be as many batch-norms as dense layers or one fewer (none after
-    the last). For explicitly named modules, or any other layout, pass ``layers``.
+    Auto-detection (``layers=None``) handles exactly one layout: a model made only of Flax
+    auto-named ``BinaryDense_<i>`` and ``BatchNorm_<i>`` modules (numbered 0, 1, ... by Flax in
+    call order; the numbers are compared as numbers, since dictionary order is lost by tree maps
+    and checkpoints), where ``BatchNorm_i`` follows ``BinaryDense_i`` and the last dense layer
+    may have none. Any other entry with a ``kernel`` (a float ``nn.Dense``, a conv, an explicitly
+    named module) or other batch statistics raise a ValueError instead of being guessed at, as do
+    a count of batch-norms other than ``n`` or ``n - 1`` and a batch-norm whose width differs
+    from its dense layer's. The pairing itself cannot be read from the variables: a model that
+    skips a batch-norm in the middle of a chain of equal widths is indistinguishable from one
+    without a batch-norm after the last layer; for any layout but the one above, pass ``layers``.
+
+    Not read from the variables (pass them yourself): the batch-norm epsilon (``eps``, the same
+    for every batch-norm; Flax's default 1e-5) and a ``magnitude_aware_sign`` kernel scale (its
+    quantizer is not part of the variables; export such layers with :func:`export_layer`).
 
     Args:
         variables: Linen variables ``{'params': ..., 'batch_stats': ...}`` of the model.
-        layers: explicit ``[(dense_name, batchnorm_name or None), ...]`` in call order, or None.
-        eps: the batch-norm epsilon (Flax default 1e-5).
+        layers: explicit ``[(dense_name, batchnorm_name or None), ...]`` in call order, or None
+            (auto-detection, see above).
+        eps: the batch-norm epsilon of every batch-norm (Flax default 1e-5; not stored in the variables).
         last_output: output of the last layer; None: ``"int"`` if it has no bias and no batch-norm,
             else ``"affine"``.
         weights: how kernels are read (see :func:`export_dense`).
@@ -1131,26 +1260,15 @@ def export_linen_mlp(
         the list of :class:`PackedLayer`; run it with :func:`run_packed`.
 
     Raises:
-        ValueError: if the layers cannot be identified or a named entry is missing.
+        ValueError: if the layers cannot be identified unambiguously (see above) or a named entry
+            is missing.
     """
     if not isinstance(variables, Mapping) or "params" not in variables:
         raise ValueError(f"variables: expected a mapping with a 'params' entry, received {type(variables).__name__}")
     params = variables["params"]
     stats = variables.get("batch_stats", {})
     if layers is None:
-        dense = sorted((name for name, tree in params.items() if _is_dense(tree)), key=_natural_key)
-        bns = sorted(
-            (name for name, tree in stats.items() if isinstance(tree, Mapping) and {"mean", "var"} <= set(tree)),
-            key=_natural_key,
-        )
-        if not dense:
-            raise ValueError(f"variables['params']: no entry with a 2-D 'kernel' found among {list(params)}")
-        if len(bns) not in (len(dense), len(dense) - 1):
-            raise ValueError(
-                f"layers: cannot pair {len(dense)} dense layers {dense} with {len(bns)} batch-norms {bns}; "
-                "pass layers=[(dense_name, bn_name or None), ...]"
-            )
-        layers = list(zip(dense, [*bns, None][: len(dense)], strict=True))
+        layers = _auto_layers(params, stats)
     out: list[PackedLayer] = []
     for i, (dname, bname) in enumerate(layers):
         if dname not in params or not _is_dense(params[dname]):
