@@ -6,10 +6,11 @@ ApproxSign, SignSwish, Gaussian and Gumbel perturbations, XNOR-Net's magnitude-a
 Bop (Helwegen et al. 2019) does without latent weights altogether. This script trains the same
 network with each of them and compares the test accuracies.
 
-The network (Larq's usual recipe: real first and last layers, binary hidden layers, batch norm):
+The network (Larq's usual recipe: real first and last layers, binary hidden layers, batch norm),
+with the defaults ``--first 128 --hidden 128 --depth 6``:
 
-    x (64 pixels) -> Dense(256) -> BatchNorm
-                  -> BinaryDense(256, q_in, q_k, no bias) -> BatchNorm      (x 2)
+    x (64 pixels) -> Dense(first) -> BatchNorm
+                  -> BinaryDense(hidden, q_in, q_k, no bias) -> BatchNorm      (x depth)
                   -> Dense(10)
 
 The binary hidden layers binarize both their inputs and their kernels (1-bit weights and 1-bit
@@ -17,12 +18,27 @@ activations: an XNOR-popcount layer at inference). Latent weights are trained wi
 clipped to [-1, 1] (``clip_latent_weights``), or flipped by Bop (``binary_optimizer(bop(...),
 adam)``, kernels initialized to +-1 by ``pm1_init``). A baseline ("frozen") keeps the binary kernels at
 their random +-1 initialization and trains only the rest, to show what training the binary weights
-adds. Data: the 1797 8x8 digit images, pixels
-scaled to [0, 1], a stratified 80/20 split with a fixed seed. Each training step is one ``jax.jit``-compiled function.
+adds. The default depth is chosen for that comparison: with two wide (256) binary layers the random
++-1 layers act as random features and the frozen baseline is as good as the trained methods; a stack
+of six 128-wide binary layers loses information unless its weights are trained. Data: the 1797 8x8
+digit images, pixels scaled to [0, 1], a stratified 80/20 split with a fixed seed.
 
-    python examples/bnn_gradient_digits.py            # all methods, 60 epochs (a few minutes on CPU)
-    python examples/bnn_gradient_digits.py --quick    # smoke run, a few seconds
-    python examples/bnn_gradient_digits.py --methods ste_sign,bop --epochs 100
+The perturbed methods (``gaussian``, ``gumbel``) train on sampled forward passes ``sign(v + noise)``,
+independent noise per entry and per step, and are evaluated with the deterministic ``sign`` (the noise
+at its mean / mode). The noise must be on the scale of what it perturbs. The inputs of a binary layer
+are batch-normalised (unit scale): ``--sigma 0.5`` / ``--tau 0.5``. The latent kernels keep the scale
+``1/sqrt(fan_in)`` of their LeCun-normal initialization (median ``|w|`` about 0.07 for 128 inputs, after
+training too), so their noise is ``--kernel-noise 0.5`` times that (``sigma = 0.5/sqrt(128)``, about
+0.044). An absolute ``sigma = 0.5`` on the kernels flips about 43% of the weight signs at every step: the
+six-layer stack then trains on noise (training loss stays at ``ln 10``, train accuracy at chance in
+train and eval mode alike) -- ``--kernel-noise 5.66`` reproduces it. With two 256-wide layers the same
+setting looked fine only because random binary layers already make good random features (see ``frozen``).
+Each training step is one ``jax.jit``-compiled function.
+
+    python examples/bnn_gradient_digits.py            # all methods, 40 epochs (about 2 minutes on CPU)
+    python examples/bnn_gradient_digits.py --quick    # smoke run: 1 epoch, 2 binary layers
+    python examples/bnn_gradient_digits.py --methods ste_sign,bop,frozen --hidden 64 --depth 3 --seed 1
+    python examples/bnn_gradient_digits.py --methods gaussian,gumbel --sigma 0.25 --kernel-noise 0.25
 
 Prints a table (test accuracy, 1-bit / 32-bit parameter counts, model size in bytes), writes
 ``examples/out/bnn_gradient_digits.png`` (test accuracy and training loss per epoch) and
@@ -34,6 +50,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -55,18 +72,18 @@ HIDDEN = 128
 NUM_BINARY = 6
 FIRST = 128
 EPOCHS = 40
+SIGMA = 0.5  # Gaussian noise scale on the (batch-normalised, unit-scale) inputs of the binary layers
+TAU = 0.5  # Gumbel temperature on the same inputs
+KERNEL_NOISE = 0.5  # noise scale on the latent kernels, relative to their init std 1 / sqrt(fan_in)
 
-# method -> (input quantizer, kernel quantizer, optimizer of the binary kernels)
+# method -> (input quantizer, kernel quantizer, optimizer of the binary kernels); the perturbed
+# methods' quantizers depend on the noise scales (``perturbed_quantizers``) and are filled in by ``methods``
 METHODS: dict[str, tuple[Any, Any, str]] = {
     "ste_sign": ("ste_sign", "ste_sign", "adam"),
     "approx_sign": ("approx_sign", "approx_sign", "adam"),
     "swish_sign": ("swish_sign", "swish_sign", "adam"),
-    "gaussian": (
-        functools.partial(gaussian_sign, sigma=0.5),
-        functools.partial(gaussian_sign, sigma=0.5),
-        "adam",
-    ),
-    "gumbel": (functools.partial(gumbel_sign, tau=0.5), functools.partial(gumbel_sign, tau=0.5), "adam"),
+    "gaussian": (gaussian_sign, gaussian_sign, "adam"),
+    "gumbel": (gumbel_sign, gumbel_sign, "adam"),
     "magnitude_aware": ("ste_sign", magnitude_aware_sign, "adam"),
     "bop": ("ste_sign", ste_sign, "bop"),
     "frozen": ("ste_sign", ste_sign, "frozen"),
@@ -74,6 +91,38 @@ METHODS: dict[str, tuple[Any, Any, str]] = {
 """``frozen`` is the baseline: the binary kernels stay at their random ``±1`` initialization
 (``pm1_init``, ``optax.set_to_zero``) and only the float layers and batch norms are trained (Adam),
 showing what training the binary weights adds."""
+
+
+def _fan_in_scaled(quantizer: Any, scale_name: str, relative: float) -> Any:
+    """``quantizer`` (``gaussian_sign`` or ``gumbel_sign``) applied to a latent kernel ``w`` of shape
+    ``(*window, fan_in, out)`` with its noise scale set to ``relative / sqrt(fan_in)``: the standard
+    deviation of the LeCun-normal initialization of ``w``, so that ``relative`` is the noise scale in
+    units of the latent weights (as ``--sigma`` / ``--tau`` are in units of the batch-normalised inputs)."""
+
+    def q(w: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+        scale = relative / math.sqrt(math.prod(w.shape[:-1]))
+        return quantizer(w, **{scale_name: scale}, key=key)
+
+    return q
+
+
+def perturbed_quantizers(sigma: float, tau: float, kernel_noise: float) -> dict[str, tuple[Any, Any]]:
+    """Input and kernel quantizers of the ``gaussian`` and ``gumbel`` methods.
+
+    The inputs of a binary layer come out of a batch norm (unit scale), so the noise on them has the
+    absolute scale ``sigma`` (``tau``); the latent kernels have the scale ``1 / sqrt(fan_in)`` of their
+    initialization (about 0.09 for 128 inputs, and they stay there: Adam's steps are small and
+    ``clip_latent_weights`` bounds them by 1), so their noise is ``kernel_noise / sqrt(fan_in)``. An absolute
+    ``sigma = 0.5`` on the kernels flips the sign of almost half the weights at every forward pass
+    (``P(flip) = Phi(-|w| / sigma)``, about 0.43): a deep stack then trains on noise and stays at chance.
+    """
+    return {
+        "gaussian": (
+            functools.partial(gaussian_sign, sigma=sigma),
+            _fan_in_scaled(gaussian_sign, "sigma", kernel_noise),
+        ),
+        "gumbel": (functools.partial(gumbel_sign, tau=tau), _fan_in_scaled(gumbel_sign, "tau", kernel_noise)),
+    }
 
 
 class BinaryMLP(nn.Module):
@@ -143,6 +192,8 @@ def train_one(name: str, data: tuple, args: argparse.Namespace, bar: Any) -> dic
     """Train the network with one method; per-epoch test accuracy and mean training loss."""
     x_tr, x_te, y_tr, y_te = data
     q_in, q_k, opt = METHODS[name]
+    if name in ("gaussian", "gumbel"):
+        q_in, q_k = perturbed_quantizers(args.sigma, args.tau, args.kernel_noise)[name]
     # Bop works on the binary weights themselves, and the frozen baseline keeps them: start from +-1
     # (latent weights: Flax's LeCun normal)
     shape = {"hidden": args.hidden, "num_binary": args.depth, "first": args.first}
@@ -230,25 +281,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"training epochs per method (default {EPOCHS})")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {list(METHODS)}")
     parser.add_argument("--hidden", type=int, default=HIDDEN, help=f"width of the binary layers (default {HIDDEN})")
-    parser.add_argument("--depth", type=int, default=NUM_BINARY, help=f"number of binary layers (default {NUM_BINARY})")
+    parser.add_argument(
+        "--depth", type=int, default=None, help=f"number of binary layers (default {NUM_BINARY}; 2 with --quick)"
+    )
     parser.add_argument("--first", type=int, default=FIRST, help=f"width of the real first layer (default {FIRST})")
     parser.add_argument("--batch-size", type=int, default=64, help="minibatch size (default 64)")
     parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate, cosine-decayed (default 3e-3)")
     parser.add_argument("--bop-threshold", type=float, default=1e-6, help="Bop threshold tau (default 1e-6)")
     parser.add_argument("--bop-gamma", type=float, default=1e-3, help="Bop adaptivity rate gamma (default 1e-3)")
+    parser.add_argument(
+        "--sigma", type=float, default=SIGMA, help=f"gaussian: noise scale on the binary inputs (default {SIGMA})"
+    )
+    parser.add_argument("--tau", type=float, default=TAU, help=f"gumbel: temperature on the inputs (default {TAU})")
+    parser.add_argument(
+        "--kernel-noise",
+        type=float,
+        default=KERNEL_NOISE,
+        help="gaussian/gumbel: noise scale on the latent kernels in units of their init std 1/sqrt(fan_in), i.e. "
+        f"sigma (tau) = kernel_noise / sqrt(fan_in) (default {KERNEL_NOISE})",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, the initialization and the noise")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2 epochs")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 epoch, 2 binary layers unless --depth")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"plot file (default {DEFAULT_OUT}); JSON beside it")
     args = parser.parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in args.methods if m not in METHODS]
     if unknown:
         parser.error(f"--methods: unknown {unknown}, expected a subset of {list(METHODS)}")
+    if args.depth is None:
+        args.depth = 2 if args.quick else NUM_BINARY
     if args.quick:
-        args.epochs = 2
+        args.epochs = 1
     for field in ("epochs", "hidden", "depth", "first", "batch_size"):
         if getattr(args, field) < 1:
             parser.error(f"--{field.replace('_', '-')}: expected >= 1, got {getattr(args, field)}")
+    for field in ("sigma", "tau", "kernel_noise"):
+        value = getattr(args, field)
+        if not (math.isfinite(value) and value > 0):
+            parser.error(f"--{field.replace('_', '-')}: expected a positive finite number, got {value}")
     return args
 
 
@@ -260,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"network: Dense({args.first}) -> BN -> {args.depth} x [BinaryDense({args.hidden}) -> BN] -> Dense(10); "
         f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr:g}, Bop threshold {args.bop_threshold:g} "
-        f"gamma {args.bop_gamma:g}, seed {args.seed}"
+        f"gamma {args.bop_gamma:g}, gaussian sigma {args.sigma:g} / gumbel tau {args.tau:g} on inputs and "
+        f"{args.kernel_noise:g}/sqrt(fan_in) on kernels, seed {args.seed}"
     )
     results = []
     with tqdm(total=len(args.methods) * args.epochs, unit="epoch", desc="training", file=sys.stderr) as bar:

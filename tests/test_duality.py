@@ -32,7 +32,7 @@ from tamejax.duality import (  # noqa: E402
     verify,
 )
 
-SETTINGS = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # ----------------------------------------------------------------------------- brute force
@@ -131,7 +131,7 @@ def test_gomory_equality_form_exact(kw, primal):
     _check_pure(kw, "exact", primal)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pure_ips("ub"))
 def test_gomory_float_arithmetic(kw):
     _check_pure(kw, "float", None)
@@ -528,6 +528,16 @@ def test_grad_in_b_ub_is_a_price_surrogate_not_a_derivative():
     z = _z_grid(q.to_numpy(), b2)
     assert float(unfloored(jnp.asarray(b2[0]))) > z[0] + 1.0  # not a lower bound without the floor
     assert float(Fq(jnp.asarray(b2[0]))) <= z[0] + 1e-9  # with it, it is
+
+
+def test_verify_rebuilds_the_standard_form():
+    """verify no longer trusts cert.canonical: a certificate whose phi/offset disagree with the problem fails."""
+    p = tj.MIP(c=[-3, -2, -4], A_ub=[[3, 2, 5], [1, 3, 2]], b_ub=[11, 7], ub=[3, 3, 2], integrality=True)
+    cert = certify(p, primal=None)
+    assert verify(p, cert, samples=4, resolve=False).passed
+    bad = dataclasses.replace(cert, params={**cert.params, "offset": cert.params["offset"] - 1.0}, _F=None)
+    rep = verify(p, bad, samples=4, resolve=False)
+    assert not rep.passed and any("phi" in m for m in rep.messages), rep
 
 
 def test_incumbent_checked_exactly():

@@ -71,9 +71,10 @@ def test_bnn_gradient_digits_quick(tmp_path):
     assert out.is_file() and out.stat().st_size > 0
     record = json.loads(out.with_suffix(".json").read_text())
     names = [r["method"] for r in record["results"]]
-    assert names == ["ste_sign", "approx_sign", "swish_sign", "gaussian", "gumbel", "magnitude_aware", "bop"]
+    assert names == ["ste_sign", "approx_sign", "swish_sign", "gaussian", "gumbel", "magnitude_aware", "bop", "frozen"]
+    cfg = record["config"]
     for r in record["results"]:
-        assert 0.0 <= r["test_accuracy"] <= 1.0 and r["one_bit"] == 2 * 256 * 256
+        assert 0.0 <= r["test_accuracy"] <= 1.0 and r["one_bit"] == cfg["depth"] * cfg["hidden"] ** 2
     assert "best:" in proc.stdout
 
 

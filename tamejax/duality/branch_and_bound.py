@@ -81,11 +81,17 @@ class BnBResult:
 
 
 def _piece(c, A, y, lb, ub, p_ub, tol=1e-9):
-    """Clip a dual vector to feasibility and return (Y, e, r) of its affine piece."""
+    """Clip a dual vector to feasibility and return (Y, e, r) of its affine piece.
+
+    A reduced cost is rounded to 0 only where it is within ``tol`` *and* the bound it would
+    multiply is infinite (LP round-off that would otherwise give the piece ``-inf``); where
+    that bound is finite, ``r_j * bound_j`` is kept exactly (always a valid weak-duality term).
+    """
     y = np.asarray(y, dtype=np.float64).copy()
     y[:p_ub] = np.minimum(y[:p_ub], 0.0)
     r = c - A.T @ y
-    r = np.where(np.abs(r) <= tol, 0.0, r)
+    inf_side = ((r > 0) & ~np.isfinite(lb)) | ((r < 0) & ~np.isfinite(ub))
+    r = np.where((np.abs(r) <= tol) & inf_side, 0.0, r)
     with np.errstate(invalid="ignore"):
         lo = np.where(r > 0, r * np.where(np.isfinite(lb), lb, -np.inf), 0.0)
         hi = np.where(r < 0, r * np.where(np.isfinite(ub), ub, np.inf), 0.0)

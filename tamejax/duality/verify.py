@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tamejax.backends.base import Status
+from tamejax.duality._canonical import Canonical, canonicalize
 from tamejax.duality.certificate import Certificate, _check_problem
 from tamejax.problem import MIP
 
@@ -209,6 +210,8 @@ def verify(
 
     * dual feasibility: Gomory: ``F(a_j) <= c_j`` for every column ``a_j`` of the canonical
       standard form (slacks and bound rows included), exactly when the certificate is exact;
+      the standard form (columns, costs, the map ``phi``, scale and offset) is rebuilt here
+      from the problem's data and the certificate's ``phi`` must match it;
       branch and bound: every leaf's constant is what weak duality allows for its slope
       (``e_t <= sum_j max(r_j,0) l_j - max(-r_j,0) u_j``, ``r = c - A^T Y_t``, ``Y_ub <= 0``);
     * the recession condition for continuous columns (no leaf lets an unbounded continuous
@@ -286,18 +289,23 @@ def verify(
             0,
             msgs,
         )
+    # Gomory: the standard form is rebuilt from the problem data, not taken from the certificate
+    can_v = canonicalize(data, integer_scaled=True, exact=True) if cert.method == "gomory" else None
     # JAX evaluation (float64, whatever the global x64 setting) at b and at integer neighbours of b
     nb = np.random.default_rng(seed + 1).integers(-2, 3, size=(samples, b.shape[0])).astype(np.float64)
     pts = np.concatenate([b[None], b + nb])
     with jax.enable_x64(True):
         F_jax_all = np.asarray(cert.F(jnp.asarray(pts, jnp.float64)), np.float64)
-    jvh_nb = float(np.max(np.abs(F_jax_all[1:] - _F_host_many(cert, pts[1:])), initial=0.0))
+    jvh_nb = float(np.max(np.abs(F_jax_all[1:] - _F_host_many(cert, pts[1:], can_v)), initial=0.0))
     F_jax = float(F_jax_all[0])
     if cert.method == "gomory":
-        can = cert.canonical
+        can = can_v
         exact = cert.exact is not None
         params = cert.exact if exact else _float_params(cert.params)
         cs = can.cost_scale
+        mism = _phi_mismatch(cert, can)
+        if mism:
+            msgs.append(f"the certificate's map phi / scaling differs from the problem's standard form: {mism}")
 
         def Fc(d):  # canonical, original cost units
             v = _chvatal_host(params, d, exact)
@@ -384,7 +392,7 @@ def verify(
             sol = solve(batch, backend)
             z = np.asarray(sol.objective, np.float64)
             st = np.asarray(sol.status)
-            Fv = _F_host_many(cert, bs)
+            Fv = _F_host_many(cert, bs, can_v)
             known = (st == int(Status.OPTIMAL)) | (st == int(Status.INFEASIBLE))
             diff = np.where(known, Fv - np.where(st == int(Status.INFEASIBLE), np.inf, z), -np.inf)
             lb = float(np.max(diff, initial=-math.inf))
@@ -411,10 +419,27 @@ def verify(
     )
 
 
-def _F_host_many(cert: Certificate, bs: np.ndarray) -> np.ndarray:
-    """Independent host evaluation of ``F`` at many original right-hand sides."""
+def _phi_mismatch(cert: Certificate, can: Canonical) -> str:
+    """Where the certificate's ``phi``, scale and offset differ from the rebuilt standard form (``""``: nowhere)."""
+    p = cert.params
+    checks = (
+        ("in_matrix", np.asarray(p["in_matrix"], np.float64), np.asarray(can.in_matrix, np.float64)),
+        ("in_offset", np.asarray(p["in_offset"], np.float64), np.asarray(can.in_offset, np.float64)),
+        ("scale", np.float64(p["scale"]), np.float64(1.0 / can.cost_scale)),
+        ("offset", np.float64(p["offset"]), np.float64(can.offset)),
+    )
+    bad = [k for k, a, b in checks if a.shape != b.shape or not np.allclose(a, b, rtol=1e-12, atol=1e-12)]
+    if not np.array_equal(np.asarray(p["in_floor"], bool), np.asarray(can.in_floor, bool)):
+        bad.append("in_floor")
+    if np.asarray(p["U"]).ndim == 2 and np.asarray(p["U"]).shape[1] != can.m:
+        bad.append("U")
+    return ", ".join(bad)
+
+
+def _F_host_many(cert: Certificate, bs: np.ndarray, can: Canonical | None = None) -> np.ndarray:
+    """Independent host evaluation of ``F`` at many original right-hand sides (``can``: rebuilt standard form)."""
     if cert.method == "gomory":
-        can = cert.canonical
+        can = can if can is not None else cert.canonical
         exact = cert.exact is not None
         params = cert.exact if exact else _float_params(cert.params)
         out = []
