@@ -19,7 +19,7 @@ is not below ``z(b)`` at ``b``. Open nodes at a limit use their parent's duals, 
 always a valid lower bound and ``F(b)`` the best bound found.
 
 It is deliberately simple (depth first, most-fractional branching, GLOP through
-``ortools.linear_solver.pywraplp`` with bounds updated in place): correct, not fast.
+``tamejax.backends.glop_relaxation``, bounds updated in place): correct, not fast.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ import math
 import time
 
 import numpy as np
+
+from tamejax.backends.glop_relaxation import GlopRelaxation
 
 __all__ = ["BnBLeaf", "BnBResult", "branch_and_bound"]
 
@@ -99,65 +101,6 @@ def _piece(c, A, y, lb, ub, p_ub, tol=1e-9):
     return y, e, r
 
 
-class _LP:
-    """GLOP model of the relaxation (and its phase-1 twin), bounds updated per node."""
-
-    def __init__(self, c, A_ub, b_ub, A_eq, b_eq):
-        from ortools.linear_solver import pywraplp
-
-        self.pw = pywraplp
-        n = c.shape[0]
-        self.inf = pywraplp.Solver.infinity()
-        self.s = pywraplp.Solver.CreateSolver("GLOP")
-        self.f = pywraplp.Solver.CreateSolver("GLOP")
-        self.x = [self.s.NumVar(0, 0, f"x{j}") for j in range(n)]
-        self.xf = [self.f.NumVar(0, 0, f"x{j}") for j in range(n)]
-        self.rows, self.frows = [], []
-        obj_f = self.f.Objective()
-        for A, b, eq in ((A_ub, b_ub, False), (A_eq, b_eq, True)):
-            for i in range(A.shape[0]):
-                lo = float(b[i]) if eq else -self.inf
-                ct = self.s.Constraint(lo, float(b[i]))
-                cf = self.f.Constraint(lo, float(b[i]))
-                for j in np.flatnonzero(A[i]):
-                    ct.SetCoefficient(self.x[j], float(A[i, j]))
-                    cf.SetCoefficient(self.xf[j], float(A[i, j]))
-                p = self.f.NumVar(0, self.inf, "")
-                cf.SetCoefficient(p, -1.0)
-                obj_f.SetCoefficient(p, 1.0)
-                if eq:
-                    q = self.f.NumVar(0, self.inf, "")
-                    cf.SetCoefficient(q, 1.0)
-                    obj_f.SetCoefficient(q, 1.0)
-                self.rows.append(ct)
-                self.frows.append(cf)
-        obj = self.s.Objective()
-        for j in range(n):
-            obj.SetCoefficient(self.x[j], float(c[j]))
-        obj.SetMinimization()
-        obj_f.SetMinimization()
-
-    def _bounds(self, xs, lb, ub):
-        for v, lo, hi in zip(xs, lb, ub, strict=True):
-            v.SetBounds(float(lo) if np.isfinite(lo) else -self.inf, float(hi) if np.isfinite(hi) else self.inf)
-
-    def solve(self, lb, ub):
-        self._bounds(self.x, lb, ub)
-        code = self.s.Solve()
-        if code != self.pw.Solver.OPTIMAL:
-            return code, None, None, None
-        x = np.array([v.solution_value() for v in self.x])
-        y = np.array([ct.dual_value() for ct in self.rows])
-        return code, x, y, self.s.Objective().Value()
-
-    def phase1(self, lb, ub):
-        self._bounds(self.xf, lb, ub)
-        code = self.f.Solve()
-        if code != self.pw.Solver.OPTIMAL:
-            return None, None
-        return np.array([ct.dual_value() for ct in self.frows]), self.f.Objective().Value()
-
-
 def branch_and_bound(
     c: np.ndarray,
     A_ub: np.ndarray,
@@ -197,7 +140,7 @@ def branch_and_bound(
     A = np.concatenate([A_ub, A_eq]).reshape(-1, n)
     b = np.concatenate([b_ub, b_eq])
     p_ub = A_ub.shape[0]
-    lp = _LP(c, A_ub, b_ub, A_eq, b_eq)
+    lp = GlopRelaxation(c, A_ub, b_ub, A_eq, b_eq)
     leaves: list[BnBLeaf] = []
     pending_infeasible: list[tuple[int, np.ndarray, float, np.ndarray, float]] = []
     best_x, best = None, math.inf
