@@ -364,6 +364,31 @@ def _pair(v, field: str) -> tuple[int, int]:
     return t
 
 
+def _packed_im2col(
+    xp: jax.Array, kh: int, kw: int, strides: tuple[int, int], dilation: tuple[int, int]
+) -> tuple[jax.Array, int, int]:
+    """Packed im2col of an already padded NHWC word array ``xp`` (B, Hp, Wp, Cw).
+
+    Returns ``(cols, Ho, Wo)`` with ``cols`` of shape ``(B*Ho*Wo, KH*KW*Cw)``, tap-major like
+    ``w.reshape(O, KH*KW*Cw)`` for a kernel packed as ``(O, KH, KW, Cw)``.
+    """
+    b, hp, wp, cw = xp.shape
+    (sh, sw), (dh, dw) = strides, dilation
+    ho = (hp - dh * (kh - 1) - 1) // sh + 1
+    wo = (wp - dw * (kw - 1) - 1) // sw + 1
+    taps = [
+        lax.slice(
+            xp,
+            (0, i * dh, j * dw, 0),
+            (b, i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1, cw),
+            (1, sh, sw, 1),
+        )
+        for i in range(kh)
+        for j in range(kw)
+    ]
+    return jnp.concatenate(taps, axis=-1).reshape(b * ho * wo, kh * kw * cw), ho, wo
+
+
 @partial(jax.jit, static_argnames=("k", "strides", "pads", "dilation", "pad_value"))
 def _xnor_conv2d_jit(x, w, k, strides, pads, dilation, pad_value):
     bits = word_bits(x.dtype)
@@ -376,21 +401,7 @@ def _xnor_conv2d_jit(x, w, k, strides, pads, dilation, pad_value):
     if mask is not None:
         xp = xp & mask
         w = w & mask
-    hp, wp = h + sum(pads[0]), wd + sum(pads[1])
-    ho = (hp - dh * (kh - 1) - 1) // sh + 1
-    wo = (wp - dw * (kwid - 1) - 1) // sw + 1
-    # Packed im2col: (B, Ho, Wo, KH*KW*Cw) words, tap-major like w.reshape(O, KH*KW*Cw).
-    taps = [
-        lax.slice(
-            xp,
-            (0, i * dh, j * dw, 0),
-            (b, i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1, cw),
-            (1, sh, sw, 1),
-        )
-        for i in range(kh)
-        for j in range(kwid)
-    ]
-    cols = jnp.concatenate(taps, axis=-1).reshape(b * ho * wo, kh * kwid * cw)
+    cols, ho, wo = _packed_im2col(xp, kh, kwid, strides, dilation)
     ktot = kh * kwid * k
     pc = _popcount_xor_matmul(cols, w.reshape(o, kh * kwid * cw))
     out = (jnp.int32(ktot) - 2 * pc).reshape(b, ho, wo, o)

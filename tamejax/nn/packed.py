@@ -194,23 +194,16 @@ def _conv_preact(
         mask[-1] = (1 << tail) - 1
         x, wk = x & mask, wk & mask
     kh, kw = wk.shape[1:3]
-    (sh, sw), (dh, dw) = strides, dilation
+    dh, dw = dilation
     window = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
     if isinstance(padding, str):
         pads = [tuple(p) for p in lax.padtype_to_pads((h, w_), window, strides, padding)]
     else:
         pads = [tuple(int(v) for v in p) for p in padding]
     xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))  # zero words = +1 padding
-    ho = (xp.shape[1] - window[0]) // sh + 1
-    wo = (xp.shape[2] - window[1]) // sw + 1
-    if ho < 1 or wo < 1:
+    if xp.shape[1] < window[0] or xp.shape[2] < window[1]:
         raise ValueError(f"x: spatial shape {(h, w_)} with padding {pads} is smaller than the window {window}")
-    cols = [
-        xp[:, i * dh : i * dh + (ho - 1) * sh + 1 : sh, j * dw : j * dw + (wo - 1) * sw + 1 : sw, :]
-        for i in range(kh)
-        for j in range(kw)
-    ]
-    patches = jnp.stack(cols, axis=3).reshape(b * ho * wo, kh * kw * cw)
+    patches, ho, wo = bitpack._packed_im2col(xp, kh, kw, strides, dilation)
     d = _xnor(patches, wk.reshape(-1, kh * kw * cw), kh * kw * in_features, backend, interpret, grouped=kh * kw > 1)
     return _combine_planes(d, features, ternary).reshape(b, ho, wo, features)
 
