@@ -11,6 +11,8 @@ Public API (everything else is private):
 * ``tamejax.problems``: problem builders and PyEPO's data generators.
 * ``tamejax.duality``: subadditive / branch-and-bound dual functions (``certify``, ``verify``,
   ``ChvatalFunction``) certifying optimal values, usable as JAX functions of the right-hand side.
+* ``tamejax.bnn``: training binarized / integer-valued networks as mixed-integer programs
+  (``fit_mip``; Icarte et al. 2019, Thorbjarnarson & Yorke-Smith 2023, Kurtz & Bah 2021).
 * ``tamejax.nn``: binary quantizers, Flax binary layers (Linen and NNX), Bop, bit packing,
   XNOR-popcount kernels and packed inference layers.
 """
@@ -28,7 +30,7 @@ __version__ = "0.1.0"
 
 # Imported on first use: Flax (tamejax.nn) and the duality module are not needed by the solver
 # worker processes, which import this package.
-_LAZY_SUBMODULES = ("duality", "nn")
+_LAZY_SUBMODULES = ("bnn", "duality", "nn")
 
 
 def __getattr__(name: str):
@@ -51,6 +53,7 @@ __all__ = [
     "Solution",
     "Status",
     "available_backends",
+    "bnn",
     "duality",
     "estimators",
     "get_workers",

@@ -169,9 +169,13 @@ def _perturbed_bwd(sigma, multiplicative, noise, variance_reduction, res, g):
     s = xs.shape[-2]
     # d/dtheta E[f(theta + sigma Z)] = E[f(theta + sigma Z) score(Z)^T] / sigma for any f, argmin or
     # argmax alike (Berthet et al. 2020, Prop. 3.1); the VJP weighs each sample by g . x_s.
-    reward = _dot(xs, g[..., None, :])  # (..., S)
+    # A sample whose solve failed (NaN row: infeasible, error, time limit without incumbent)
+    # contributes zero, not NaN: infeasible -> zero gradient, the status says why.
+    ok = jnp.all(jnp.isfinite(xs), axis=-1)  # (..., S)
+    reward = jnp.where(ok, _dot(jnp.where(ok[..., None], xs, 0.0), g[..., None, :]), 0.0)  # (..., S)
     if variance_reduction and s > 1:  # leave-one-out baseline: unbiased since E[score(Z)] = 0
         reward = (reward - jnp.mean(reward, axis=-1, keepdims=True)) * (s / (s - 1))
+        reward = jnp.where(ok, reward, 0.0)
     grad = jnp.einsum("...s,...sn->...n", reward, _score(noise, z)) / (s * sigma)
     if multiplicative:  # additive smoothing in u = log|theta|; d u / d theta = 1 / theta
         grad = jnp.where(theta == 0, 0.0, grad / jnp.where(theta == 0, 1.0, theta))
@@ -454,12 +458,16 @@ def _imle_bwd(lam, two_sided, res, g):
     oracle, theta_s, xs, eps = res
     d = lam * g[..., None, :].astype(theta_s.dtype)
     s = theta_s.shape[-2]
+
+    def finite(diff: jax.Array) -> jax.Array:  # a failed solve (NaN row) contributes zero, not NaN
+        return jnp.where(jnp.all(jnp.isfinite(diff), axis=-1, keepdims=True), diff, 0.0)
+
     if two_sided:  # central difference: one solve of both sides
         both = _solve_samples(oracle, jnp.concatenate([theta_s + d, theta_s - d], axis=-2))
-        grad = jnp.mean(both[..., :s, :] - both[..., s:, :], axis=-2) / (2.0 * lam)
+        grad = jnp.mean(finite(both[..., :s, :] - both[..., s:, :]), axis=-2) / (2.0 * lam)
     else:  # target distribution theta' = theta - lam g (max), theta + lam g (min), same noise
         sgn = oracle.sign
-        grad = sgn * jnp.mean(_solve_samples(oracle, theta_s + sgn * d) - xs, axis=-2) / lam
+        grad = sgn * jnp.mean(finite(_solve_samples(oracle, theta_s + sgn * d) - xs), axis=-2) / lam
     return _zeros(oracle), grad.astype(theta_s.dtype), jnp.zeros_like(eps)
 
 

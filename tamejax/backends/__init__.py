@@ -33,6 +33,7 @@ _REGISTRY: dict[str, str] = {
     "glop": "tamejax.backends.ortools_linear:glop",
     "pdlp": "tamejax.backends.ortools_linear:pdlp",
     "cpsat": "tamejax.backends.ortools_cpsat:CpSatBackend",
+    "enumeration": "tamejax.backends.enumeration:enumeration",
 }
 _BUILTIN = dict(_REGISTRY)  # the OR-Tools backends shipped with tamejax
 _INSTANCES: dict[str, Backend] = {}

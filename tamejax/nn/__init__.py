@@ -12,9 +12,12 @@
 * Packed inference (``tamejax.nn.packed``): export of trained binary layers to layers that hold
   one bit per weight, with batch-norm folded into per-channel integer thresholds; a Pallas
   kernel for GPU/TPU (``tamejax.nn.pallas``).
+* MIP layers (``tamejax.nn.mip_layer``): ``MIPLayer`` (Linen) and ``NNXMIPLayer`` (NNX), a MIP whose
+  cost / constraints come from inputs and learnable parameters, returning its optimal value (conservative
+  gradient in every field) or a differentiable solution (an estimator of ``tamejax.estimators``).
 """
 
-from tamejax.nn import bitpack, bop, layers, packed, pallas, quantizers
+from tamejax.nn import bitpack, bop, layers, mip_layer, packed, pallas, quantizers
 from tamejax.nn.bitpack import pack, unpack, word_bits, xnor_conv2d, xnor_matmul
 from tamejax.nn.bop import (
     BopState,
@@ -25,6 +28,7 @@ from tamejax.nn.bop import (
     pm1_init,
 )
 from tamejax.nn.layers import BinaryConv, BinaryDense, NNXBinaryConv, NNXBinaryLinear, binary_conv, binary_dense
+from tamejax.nn.mip_layer import MIPLayer, NNXMIPLayer
 from tamejax.nn.packed import (
     NNXPackedConv,
     NNXPackedLinear,
@@ -56,6 +60,9 @@ from tamejax.nn.quantizers import (
 )
 
 __all__ = [
+    "MIPLayer",
+    "NNXMIPLayer",
+    "mip_layer",
     "BinaryConv",
     "BinaryDense",
     "BopState",
