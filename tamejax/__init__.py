@@ -13,6 +13,8 @@ Public API (everything else is private):
   ``ChvatalFunction``) certifying optimal values, usable as JAX functions of the right-hand side.
 * ``tamejax.bnn``: training binarized / integer-valued networks as mixed-integer programs
   (``fit_mip``; Icarte et al. 2019, Thorbjarnarson & Yorke-Smith 2023, Kurtz & Bah 2021).
+* ``tamejax.inverse``: learning the constraints of a 0-1 program from observed (cost, solution) pairs
+  (CombOptNet's static-constraints setting, Paulus et al. 2021).
 * ``tamejax.nn``: binary quantizers, Flax binary layers (Linen and NNX), Bop, bit packing,
   XNOR-popcount kernels and packed inference layers.
 """
@@ -30,7 +32,7 @@ __version__ = "0.1.0"
 
 # Imported on first use: Flax (tamejax.nn) and the duality module are not needed by the solver
 # worker processes, which import this package.
-_LAZY_SUBMODULES = ("bnn", "duality", "nn")
+_LAZY_SUBMODULES = ("bnn", "duality", "inverse", "nn")
 
 
 def __getattr__(name: str):
@@ -57,6 +59,7 @@ __all__ = [
     "duality",
     "estimators",
     "get_workers",
+    "inverse",
     "nn",
     "problems",
     "set_workers",

@@ -144,8 +144,8 @@ def test_scaling_can_be_swapped_in():
     from tamejax.bnn import load_data
 
     rng = np.random.default_rng(1)
-    raw = rng.integers(0, 30, size=(12, 3)) / 10.0
-    y = np.arange(12) % 2
+    raw = rng.integers(0, 30, size=(24, 5)) / 10.0  # the shapes of _toy(): the compiled training is reused
+    y = np.arange(24) % 3
     data = load_data(raw, y)
     params = train_ste(data.X, data.y, (4,), "ternary", n_classes=data.n_classes, **FAST)
     full = dataclasses.replace(params, scaling=data.scaling)

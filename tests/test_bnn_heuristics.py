@@ -62,6 +62,9 @@ def _enumerate(X: np.ndarray, y: np.ndarray, hidden: int = 1) -> dict[str, np.nd
         "nnz": (vals != 0).sum(axis=1),
         "margin": hid_margin + np.min(diff, axis=1),
         "hid_ok": np.min(np.abs(a), axis=(1, 2)) >= 1,
+        # max_margin's objective (sign(0) = +1): hidden margins min_i (a if a >= 0 else -1 - a) per neuron, plus
+        # the output margin min_i (s_y - s_k - [k < y])
+        "margin0": np.where(a >= 0, a, -1 - a).min(axis=1).sum(axis=1) + np.min(diff - (other < y)[None, :], axis=1),
     }
 
 
@@ -267,15 +270,13 @@ def test_hybrid_against_enumeration(tiny, oracle):
 def test_hybrid_max_margin_against_enumeration(X):
     y = Y_TINY if X is X_TINY else Y_MARGIN
     oracle = _enumerate(X, y)
-    feasible = oracle["fits_all"] & oracle["hid_ok"]  # max_margin: every hidden |pre-activation| >= 1
+    feasible = oracle["fits_all"]  # max_margin admits every fitting network (margin m >= 0, sign(0) = +1)
     params, rep = fit_heuristic(
         "hybrid", load_data(X, y), hidden=(1,), formulation="max_margin", time_limit=10, progress=False
     )
-    if not feasible.any():  # X_TINY: stage 1 (the full feasibility model) proves it
-        assert rep.status == Status.INFEASIBLE and params is None
-        return
+    assert feasible.any()
     assert rep.status == Status.FEASIBLE
-    assert 0 < rep.objective <= oracle["margin"][feasible].max()
+    assert 0 <= rep.objective <= oracle["margin0"][feasible].max()
     assert rep.train_accuracy == 1.0
     _check_network(params, rep, X, y)
 
@@ -583,7 +584,16 @@ def _brute_neuron(X: np.ndarray, t: np.ndarray) -> dict[str, float]:
     ok = (h == t[:, None]).all(axis=0)
     margin = np.min(np.where(t[:, None] > 0, a, -1 - a), axis=0)
     nnz = (W != 0).sum(axis=1)
+    n_pos, n_neg = int(np.sum(t > 0)), int(np.sum(t < 0))
+    mean = (np.where(t > 0, max(n_neg, 1), -max(n_pos, 1))[:, None] * a).sum(axis=0)  # balanced, times n+ n-
+    best_m = margin[ok].max() if ok.any() else math.nan
+    M = np.rint(0.25 * (np.abs(X).sum(axis=1) + 1).mean())
+    xi = np.maximum(0, np.where(t[:, None] > 0, M - a, a + 1 + M))
+    hinge = (np.where(t > 0, max(n_neg, 1), max(n_pos, 1))[:, None] * xi).sum(axis=0)
     return {
+        "hinge": float(hinge[ok].min()) if ok.any() else math.nan,
+        "mean_margin": float(mean[ok].max()) if ok.any() else math.nan,
+        "max_margin_mean": float(mean[ok & (margin == best_m)].max()) if ok.any() else math.nan,
         "realisable": bool(ok.any()),
         "max_margin": float(margin[ok].max()) if ok.any() else math.nan,
         "min_weight": float(nnz[ok].min()) if ok.any() else math.nan,
@@ -594,7 +604,7 @@ def _brute_neuron(X: np.ndarray, t: np.ndarray) -> dict[str, float]:
 @given(
     X=st.lists(st.tuples(*[st.integers(-2, 2)] * 2), min_size=3, max_size=7),
     bits=st.lists(st.booleans(), min_size=7, max_size=7),
-    objective=st.sampled_from(["max_margin", "min_weight"]),
+    objective=st.sampled_from(["max_margin", "max_margin_mean", "mean_margin", "hinge", "min_weight"]),
 )
 def test_decomposed_neuron_against_enumeration(X, bits, objective):
     from tamejax.bnn._types import WeightSpec
@@ -613,10 +623,18 @@ def test_decomposed_neuron_against_enumeration(X, bits, objective):
     assert info["errors"] == int(np.sum(h != t)) == len(t) - oracle["max_correct"]
     if oracle["realisable"]:
         np.testing.assert_array_equal(h, t)  # every target reproduced, sign(0) = +1
-        if objective == "max_margin":
+        n_pos, n_neg = int(np.sum(t > 0)), int(np.sum(t < 0))
+        mean = float(np.sum(np.where(t > 0, max(n_neg, 1), -max(n_pos, 1)) * a))
+        if objective in ("max_margin", "max_margin_mean"):
             assert info["margin"] == oracle["max_margin"] == np.min(np.where(t > 0, a, -1 - a))
-        else:
+        if objective in ("max_margin_mean", "mean_margin"):
+            assert mean == oracle[objective]  # lexicographic tie-break / objective, proven by enumeration
+        if objective == "min_weight":
             assert np.count_nonzero(w) == oracle["min_weight"]
+        if objective == "hinge":
+            M = np.rint(0.25 * (np.abs(Xa).sum(axis=1) + 1).mean())
+            xi = np.maximum(0, np.where(t > 0, M - a, a + 1 + M))
+            assert float(np.sum(np.where(t > 0, max(n_neg, 1), max(n_pos, 1)) * xi)) == oracle["hinge"]
 
 
 def _three_class():
@@ -743,3 +761,18 @@ def test_ecoc_code_properties(K, H, seed):
     if H >= K:
         assert len({r.tobytes() for r in C}) == K  # distinct code words
     np.testing.assert_array_equal(C, heuristics.ecoc_code(K, H, seed=seed))  # seeded
+
+
+def test_decomposed_two_hidden_layers_and_no_time_limit():
+    X, y = _three_class()
+    params, rep = fit_heuristic(
+        "decomposed", load_data(X, y), hidden=(4, 3), time_limit=None, threads=1, progress=False, bagging="none"
+    )
+    _check_network(params, rep, X, y)
+    assert params.hidden == (4, 3) and len(rep.extra["codes"]) == 2
+    # layer 2 is fitted on the ACTUAL activations of layer 1: its realised neurons reproduce their code
+    acts = heuristics.hidden_activations(params, X)
+    code2 = np.array(rep.extra["codes"][1])
+    for nr in rep.extra["neurons"]:
+        if nr["layer"] == 1 and nr["realised"]:
+            np.testing.assert_array_equal(np.asarray(acts[1])[:, nr["neuron"]], code2[y, nr["neuron"]])

@@ -99,3 +99,27 @@ def test_duality_two_stage_quick(tmp_path):
     proc = run_example("duality_two_stage.py", "--quick", "--out", str(out), timeout=240.0)
     assert out.is_file() and out.stat().st_size > 0
     assert f"plot saved to {out}" in proc.stdout
+
+
+def test_bnn_mip_digits_quick(tmp_path):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    out = tmp_path / "bnn_mip.png"
+    proc = run_example("bnn_mip_digits.py", "--quick", "--out", str(out), timeout=300.0)
+    assert out.is_file() and out.stat().st_size > 0 and out.with_suffix(".json").is_file()
+    assert "predictions agree with the MIP network on 100.0%" in proc.stdout, proc.stdout
+    assert "scores identical: True" in proc.stdout, proc.stdout
+
+
+def test_bnn_mip_digits_rejects_bad_formulation():
+    proc = run_example("bnn_mip_digits.py", "--formulation", "bogus", returncode=2)
+    assert "--formulation" in proc.stderr
+
+
+def test_learn_constraints_quick(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "learn_constraints.png"
+    proc = run_example("learn_constraints.py", "--quick", "--out", str(out), timeout=300.0)
+    assert out.is_file() and out.stat().st_size > 0
+    assert "MIPLayer agrees" in proc.stdout, proc.stdout
+    assert f"plot written to {out}" in proc.stdout, proc.stdout

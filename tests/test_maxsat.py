@@ -84,6 +84,27 @@ def test_assign_and_value_gradient_in_weights_is_the_satisfaction_vector():
     assert any(np.array_equal(np.round(x).astype(int), row) for row in optimal)
 
 
+def test_batched_evidence_with_shared_weights_equals_brute_force():
+    """Batched ``fixed`` (3 evidence rows) with one broadcast ``w``: each row against its own enumeration."""
+    clauses = random_kcnf(7, 24, 3, seed=8)
+    w = np.random.default_rng(4).uniform(0.2, 2.0, 24)
+    fixed = np.array([[-1] * 7, [1, 0, -1, -1, 1, -1, -1], [0, 0, 0, -1, -1, -1, 1]])
+    oracle = maxsat(clauses, 7, fixed=fixed, threads=1)
+    x, status = maxsat_assign(oracle, np.broadcast_to(w, (3, 24)))
+    assert x.shape == (3, 7) and np.all(status == Status.OPTIMAL)
+    x = np.round(x).astype(int)
+    sol = oracle.full().solve(oracle.pad(np.broadcast_to(w, (3, 24))))
+    for i, row in enumerate(fixed):
+        best, optimal = maxsat_brute_force(clauses, 7, w, fixed=row)
+        assert any(np.array_equal(x[i], opt) for opt in optimal)
+        assert np.all((row < 0) | (x[i] == row))
+        np.testing.assert_allclose(clause_satisfaction(clauses, x[i]) @ w, best, atol=1e-7)
+        np.testing.assert_allclose(float(np.asarray(sol.objective)[i]), best, atol=1e-7)
+    # the MIP form, batched by `fixed` with unbatched weights, has the same optima
+    values = -np.asarray(tj.value(maxsat_mip(clauses, 7, w, fixed=fixed), threads=1))
+    np.testing.assert_allclose(values, [maxsat_brute_force(clauses, 7, w, fixed=r)[0] for r in fixed], atol=1e-7)
+
+
 def test_random_kcnf():
     f = random_kcnf(7, 30, 3, seed=5)
     assert f.shape == (30, 3) and f.dtype == np.int64
@@ -161,6 +182,16 @@ def test_learned_weights_improve_reproduction():
         (lambda: random_kcnf(2, 5, 3), "`k`: expected at most num_vars"),
         (lambda: random_kcnf(5, 0, 3), "`num_clauses`"),
         (lambda: maxsat_assign(tj.Oracle(maxsat_mip([[1]], 1)), [1.0]), "`oracle`"),
+        (
+            lambda: maxsat_assign(maxsat([[1], [2]], 2), [1.0, 1.0, 1.0]),
+            r"maxsat_assign argument `weights`: expected shape \(\.\.\., 2\).*got \(3,\)",
+        ),
+        (
+            lambda: maxsat_mip([[1], [2]], 2, np.ones((3, 2)), fixed=-np.ones((2, 2), int)),
+            r"maxsat_mip arguments `weights` / `fixed`: expected broadcastable batch shapes, got \(3,\) and \(2,\)",
+        ),
+        (lambda: maxsat([[1], [2]], 2, fixed=[2, -1]), "^maxsat argument `fixed`"),
+        (lambda: clause_satisfaction([[1]], 1), r"clause_satisfaction argument `x`: expected 0/1 assignments of shape"),
     ],
 )
 def test_bad_input_names_the_field(call, match):

@@ -98,6 +98,7 @@ def test_units_and_constraints_shapes():
         # every valid board satisfies every row; column sums: each variable in 4 rows
         assert np.all(A.sum(axis=0) == 4)
     A, b = sudoku_constraints(4)
+    assert A.shape == (4 * 16, 64)
     X = board_to_onehot(ALL_4X4)
     np.testing.assert_array_equal(X @ A.T, np.ones((288, len(b))))
 
@@ -127,6 +128,52 @@ def test_violations_and_soft_encoding_are_feasible():
         assert np.all((p["lb"] <= y) & (y <= p["ub"]))
 
 
+def test_16x16_model_structure():
+    """n = 16: units against the closed-form labels, and the 0-1 program's shape."""
+    n, b = 16, 4
+    r, c = np.divmod(np.arange(n * n), n)
+    labels = {
+        "row": r,
+        "column": c,
+        "box": (r // b) * b + c // b,
+        "disjoint": (r % b) * b + c % b,
+    }
+    for g, lab in labels.items():
+        units = sudoku_units(n, g)
+        assert len(units) == n and all(len(u) == n for u in units)
+        cover = np.concatenate(units)
+        assert sorted(cover.tolist()) == list(range(n * n))  # a partition of the cells
+        assert all(len(set(lab[u].tolist())) == 1 for u in units)  # each unit is one label class
+    diag = sudoku_units(n, "diagonal")
+    np.testing.assert_array_equal(diag[0], np.arange(n) * (n + 1))
+    np.testing.assert_array_equal(diag[1], np.arange(n) * (n - 1) + n - 1)
+    A, rhs = sudoku_constraints(n)
+    assert A.shape == (4 * n * n, n**3) and np.all(rhs == 1)
+    assert np.all(A.sum(axis=0) == 4)
+    problem = sudoku_mip(n)
+    assert problem.n == n**3 and problem.m_eq == 4 * n * n
+
+
+def test_soft_oracle_accepts_a_single_group_name():
+    """Regression: ``groups="row"`` is one group (65 costed variables on 4x4), not three letters."""
+    oracle = sudoku_soft(4, groups="row", threads=1)
+    assert oracle.n == 64 + 1
+    assert oracle.n == sudoku_soft(4, groups=("row",), threads=1).n
+    theta = np.concatenate([board_to_onehot(ALL_4X4[0]), [-1.0]])
+    x = np.asarray(oracle(theta))
+    assert x.shape == (65,)
+    np.testing.assert_array_equal(onehot_to_board(x[:64]), ALL_4X4[0])
+    assert x[64] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_onehot_to_board_threshold():
+    x = -0.1 * np.ones(64) + 0.3 * np.eye(64)[1]  # scores: cell 0 prefers digit 2, every entry <= 0.5
+    assert onehot_to_board(x)[0, 0] == 0  # default threshold 0.5: empty
+    board = onehot_to_board(x, threshold=None)  # pure arg-max
+    assert board[0, 0] == 2 and np.all(board.ravel()[1:] == 1)
+    assert onehot_to_board(x, threshold=0.1)[0, 0] == 2
+
+
 # ---------------------------------------------------------------------------- generator
 def test_generator_is_deterministic_and_valid():
     p1, s1 = sudoku_puzzles(6, 4, num_givens=5, seed=3)
@@ -144,7 +191,18 @@ def test_generator_is_deterministic_and_valid():
     assert np.all(check_sudoku(sol, loose))
 
 
-def test_reference_solver_agrees_with_brute_force():
+def test_4x4_puzzles_unique_by_enumeration():
+    """Independent of the generator's search: each puzzle matches exactly one of the 288 boards."""
+    puzzles, solutions = sudoku_puzzles(60, 4, num_givens=4, seed=9)
+    for puzzle, solution in zip(puzzles, solutions, strict=True):
+        mask = puzzle > 0
+        matches = ALL_4X4[np.all((ALL_4X4 == puzzle) | ~mask, axis=(1, 2))]
+        assert len(matches) == 1
+        np.testing.assert_array_equal(matches[0], solution)
+
+
+def test_reference_solver_matches_generator_and_counts():
+    # (solve_sudoku and the generator share the backtracking code: only the 288 count is independent)
     p, s = sudoku_puzzles(3, 9, num_givens=30, seed=1)
     for puzzle, solution in zip(p, s, strict=True):
         np.testing.assert_array_equal(solve_sudoku(puzzle), solution)
@@ -189,6 +247,21 @@ def test_9x9_solve():
     np.testing.assert_array_equal(board, solutions[0])
 
 
+def test_9x9_cross_backend():
+    """An independent 9x9 check: CP-SAT and SCIP, random objectives, rules checked cell by cell."""
+    puzzles, solutions = sudoku_puzzles(1, 9, num_givens=30, seed=12)
+    theta = np.random.default_rng(3).integers(-5, 6, size=(1, 729)).astype(np.float64)
+    boards = {}
+    for backend in ("cpsat", "scip"):
+        sol = sudoku(9, puzzles, backend=backend, threads=1).solve(theta)
+        assert np.all(np.asarray(sol.status) == Status.OPTIMAL)
+        boards[backend] = onehot_to_board(sol.x)
+        assert all(_rules_hold(b) for b in boards[backend])
+        assert np.all((puzzles == 0) | (boards[backend] == puzzles))
+    np.testing.assert_array_equal(boards["cpsat"], boards["scip"])
+    np.testing.assert_array_equal(boards["cpsat"], solutions)
+
+
 def test_soft_model_reports_violations_and_follows_weights():
     puzzles, solutions = sudoku_puzzles(3, 4, num_givens=6, seed=5)
     oracle = sudoku_soft(4, threads=1)
@@ -231,7 +304,9 @@ def test_soft_model_reports_violations_and_follows_weights():
         (lambda: sudoku_puzzles(2, 4, seed=-1), "`seed`"),
         (lambda: count_sudoku_solutions(np.zeros((4, 4), int), limit=0), "`limit`"),
         (lambda: solve_sudoku(np.zeros((2, 4, 4), int)), "`puzzle`: expected one board"),
-        (lambda: sudoku_units(4, "diag"), "`groups`"),
+        (lambda: sudoku_units(4, "diag"), r"sudoku_units argument `group`: expected one of \(.*\), got 'diag'"),
+        (lambda: sudoku_units(4, ["row"]), r"sudoku_units argument `group`: expected one of \(.*\), got \['row'\]"),
+        (lambda: sudoku_soft(4, groups="knight"), "sudoku_soft argument `groups`"),
     ],
 )
 def test_bad_input_names_the_field(call, match):

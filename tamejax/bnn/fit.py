@@ -19,7 +19,7 @@ from tamejax.bnn.formulations import FORMULATIONS, build
 
 __all__ = ["fit_mip", "make_report", "trivial_network", "METHODS"]
 
-METHODS = ("exact", "hybrid", "local_search", "kmeans", "batch")
+METHODS = ("exact", "hybrid", "local_search", "kmeans", "batch", "decomposed")
 
 
 class _Progress:
@@ -144,7 +144,7 @@ def fit_mip(
       hidden: hidden layer widths.
       formulation: one of ``FORMULATIONS`` (see :mod:`tamejax.bnn.formulations`).
       method: ``"exact"`` (one solve) or a heuristic of :mod:`tamejax.bnn.heuristics`
-        (``"hybrid"``, ``"local_search"``, ``"kmeans"``, ``"batch"``).
+        (``"hybrid"``, ``"local_search"``, ``"kmeans"``, ``"batch"``, ``"decomposed"``).
       weights: ``"binary"``, ``"ternary"``, an integer ``P`` ({-P..P}) or ``("continuous", B)``
         (SCIP only).
       time_limit: wall-clock limit in seconds (``None``: none).

@@ -899,9 +899,15 @@ def _cluster_model(
         zf = z.reshape(-1)
         if formulation == "max_margin":
             mg = np.broadcast_to(np.asarray(bm.aux["margin"][0])[None, :], (M, w)).reshape(-1, 1)
-            model.add_rows(np.hstack([cols, mg]), np.hstack([vals, -np.ones_like(mg)]), 0.0, np.inf, enforce_var=zf)
+            lo1 = 0.0 if spec.is_integer else bm.delta
+            model.add_rows(np.hstack([cols, mg]), np.hstack([vals, -np.ones_like(mg)]), lo1, np.inf, enforce_var=zf)
             model.add_rows(
-                np.hstack([cols, mg]), np.hstack([vals, np.ones_like(mg)]), -np.inf, 0.0, enforce_var=zf, enforce_val=0
+                np.hstack([cols, mg]),
+                np.hstack([vals, np.ones_like(mg)]),
+                -np.inf,
+                -bm.delta,
+                enforce_var=zf,
+                enforce_val=0,
             )
         else:
             lo1 = 0.0 if spec.is_integer else bm.delta
@@ -1274,7 +1280,7 @@ def _batch(
 # --------------------------------------------------------------------------------------------------------
 # decomposed (Icarte et al. 2019's stage 2 with activation targets): one small MIP per neuron
 # --------------------------------------------------------------------------------------------------------
-_NEURON_OBJECTIVES = ("max_margin", "mean_margin", "min_weight")
+_NEURON_OBJECTIVES = ("max_margin", "max_margin_mean", "mean_margin", "hinge", "min_weight")
 _DECOMPOSED_OUTPUT = ("max_margin", "max_correct", "min_weight")
 _ACTIVATIONS = ("ecoc", "warm_start")
 _BAGGING = ("duplicates", "all", "none")
@@ -1363,7 +1369,11 @@ def _neuron_model(
     :math:`a_i \le -1 - m` for :math:`t_i = -1` (``m = 0`` is an exact fit under the sign(0) = +1 rule). The
     objective is lexicographic: first the most targets reproduced :math:`\max \sum_i c_i` (every one when the
     target is realisable), then ``max_margin``: the largest integer ``m`` (its weight in the objective exceeds
-    any margin), or ``mean_margin``: ``m = 0`` and the largest class-balanced mean signed pre-activation
+    any margin; ``max_margin_mean`` breaks its ties by the balanced mean below), or ``hinge``: ``m = 0`` and the
+    smallest class-balanced hinge loss :math:`\sum_i \xi_i / n_{t_i}` at the target margin
+    :math:`M = \operatorname{rint}(P\,\overline{\|(x_i, 1)\|_1} / 4)` (:math:`a_i + \xi_i \ge M` for
+    :math:`t_i = +1`, :math:`a_i - \xi_i \le -1 - M` for :math:`t_i = -1`), or ``mean_margin``: ``m = 0`` and
+    the largest class-balanced mean signed pre-activation
     :math:`\sum_i t_i a_i / n_{t_i}` (:math:`n_{\pm}` the number of targets of each sign; a nearest-centroid
     direction :math:`w \approx \operatorname{sign}(\bar x_+ - \bar x_-)` constrained to reproduce the
     targets), or ``min_weight``: ``m = 0`` and the fewest nonzero weights and bias. With ``hard=True`` every
@@ -1387,15 +1397,24 @@ def _neuron_model(
     pos = t > 0
     cols = np.broadcast_to(v, (n, d + 1))
     vals = sc * A
-    m = nz = None
+    m = nz = xi = None
+    M = 0.0
     weight = 1.0  # objective weight of one reproduced target: more than any secondary term can gain
-    if objective == "max_margin":
+    n_pos, n_neg = int(np.sum(pos)), int(np.sum(~pos))
+    wt = np.where(pos, max(n_neg, 1), -max(n_pos, 1)).astype(np.float64)  # t_i n_{-t_i}: balanced mean weights
+    r2 = 2.0 * float(np.abs(wt) @ np.abs(A).sum(axis=1)) * P * abs(sc) + 1.0  # exceeds the mean term's range
+    if objective in ("max_margin", "max_margin_mean"):
         big = float(np.abs(A).sum(axis=1).max()) * P + 1.0
         m = int(mdl.add_vars(1, 0, big)[0])
         cols = np.concatenate([cols, np.full((n, 1), m)], axis=1)
         vals = np.concatenate([vals, np.where(pos, -1.0, 1.0)[:, None]], axis=1)
-        mdl.add_objective(m, -1.0)
-        weight = big + 1.0
+        if objective == "max_margin":
+            mdl.add_objective(m, -1.0)
+            weight = big + 1.0
+        else:  # ties among the largest margins broken by the balanced mean (below one unit of m)
+            mdl.add_objective(m, -r2)
+            mdl.add_objective(v, -sc * (wt @ A))
+            weight = r2 * (big + 1.0) + r2
     lo, hi = np.where(pos, -const, -np.inf), np.where(pos, np.inf, -1.0 - const)
     mdl.add_rows(cols, vals, lo, hi, enforce_var=None if hard else c)
     if objective == "min_weight" and spec.allows_zero:
@@ -1405,12 +1424,24 @@ def _neuron_model(
         mdl.add_rows(np.stack([v, nz], 1), np.stack([-ones, -P * ones], 1), -np.inf, 0.0)
         mdl.add_objective(nz, 1.0)
         weight = d + 2.0
+    if objective == "hinge":
+        # class-balanced hinge at the target margin M (a fraction of the typical |a| scale):
+        # xi_i >= M - t_i (a_i + 1/2) (in integers: +1: a_i + xi_i >= M, -1: a_i - xi_i <= -1 - M)
+        M = float(np.rint(0.25 * np.abs(A).sum(axis=1).mean() * P))
+        hub = M + float(np.abs(A).sum(axis=1).max()) * P + 1.0
+        xi = mdl.add_vars(n, 0, hub)
+        mdl.add_rows(
+            np.concatenate([np.broadcast_to(v, (n, d + 1)), xi[:, None]], axis=1),
+            np.concatenate([sc * A, np.where(pos, 1.0, -1.0)[:, None]], axis=1),
+            np.where(pos, M - const, -np.inf),
+            np.where(pos, np.inf, -1.0 - M - const),
+        )
+        mdl.add_objective(xi, np.abs(wt))
+        weight = float(np.abs(wt).sum()) * hub + 1.0
     if objective == "mean_margin":
         # maximise the class-balanced mean signed pre-activation sum_i t_i a_i / n_{t_i} (times n_+ n_-, integer)
-        n_pos, n_neg = int(np.sum(pos)), int(np.sum(~pos))
-        wt = np.where(pos, max(n_neg, 1), -max(n_pos, 1)).astype(np.float64)  # t_i n_{-t_i}
         mdl.add_objective(v, -sc * (wt @ A))
-        weight = 2.0 * float(np.abs(wt) @ np.abs(A).sum(axis=1)) * P * abs(sc) + 1.0
+        weight = r2
     mdl.add_objective(c, -weight)
     hint = None
     if hard:
@@ -1422,7 +1453,7 @@ def _neuron_model(
         hint[c] = pos if b == 0.0 else ~pos
         if nz is not None:
             hint[nz[-1]] = float(b != 0.0)
-    return mdl, {"v": v, "c": c, "m": m, "nz": nz, "hint": hint}
+    return mdl, {"v": v, "c": c, "m": m, "nz": nz, "xi": xi, "M": M, "hint": hint}
 
 
 def _weights_of(x: np.ndarray, idx: np.ndarray, spec: WeightSpec) -> np.ndarray:
@@ -1496,6 +1527,8 @@ def _neuron_hint(mdl: Any, idx: dict[str, Any], X: np.ndarray, t: np.ndarray, w:
         x[idx["m"]] = max(0.0, float(np.min(np.where(t > 0, a, -1.0 - a)[ok]))) if ok.any() else 0.0
     if idx["nz"] is not None:
         x[idx["nz"]] = w != 0
+    if idx["xi"] is not None:
+        x[idx["xi"]] = np.maximum(0.0, np.where(t > 0, idx["M"] - a, a + 1.0 + idx["M"]))
     return x
 
 
@@ -1940,7 +1973,9 @@ def fit_heuristic(
       start's hidden activations. Neuron ``j`` is then one small MIP over its ``d + 1`` weights: with
       :math:`a_i = w \cdot x_i + b` and :math:`h = +1 \iff a_i \ge 0`, target ``+1`` needs :math:`a_i \ge m`
       and ``-1`` needs :math:`a_i \le -1 - m`; ``neuron_objective="max_margin"`` (default) maximises the
-      integer ``m``, ``"mean_margin"`` keeps ``m = 0`` and maximises the class-balanced mean
+      integer ``m`` (``"max_margin_mean"``: ties broken by the balanced mean below), ``"hinge"`` keeps ``m = 0``
+      and minimises a class-balanced hinge loss at a fixed target margin, ``"mean_margin"`` keeps ``m = 0`` and
+      maximises the class-balanced mean
       :math:`\sum_i T_{ij} a_i / n_{T_{ij}}`, ``"min_weight"`` keeps ``m = 0`` and minimises the nonzeros. It is
       first solved with every target enforced (hinted with a centroid-sign neuron when that one already
       reproduces them); if that is infeasible (the target pattern is not realisable) or finds nothing in time, a

@@ -13,7 +13,8 @@ $$\\max_{z \\in \\{0,1\\}^m,\\, x \\in \\{0,1\\}^n} w^\\top z \\quad\\text{s.t.}
 z_j \\le \\sum_{i \\in P_j} x_i + \\sum_{i \\in N_j} (1 - x_i), \\qquad j = 1, \\dots, m,$$
 
 (``P_j``, ``N_j``: the variables of the positive and negative literals of clause ``j``). For
-``w >= 0`` an optimal ``z`` is exactly the satisfaction vector of an optimal ``x``. The
+``w > 0`` an optimal ``z`` is exactly the satisfaction vector of an optimal ``x`` (where
+``w_j = 0``, ``z_j`` costs nothing and may be ``0`` even when clause ``j`` is satisfied). The
 weights enter the objective linearly through ``z``, so learning them from observed
 assignments is learning the cost vector of an ``Oracle`` over ``z`` (``maxsat``): the
 perturbed Fenchel-Young loss (``tamejax.estimators``) with target ``clause_satisfaction(x_obs)``,
@@ -174,8 +175,9 @@ def maxsat_mip(clauses: Any, num_vars: int, weights: Any = None, *, fixed: Any =
     z_j - \\sum_{i \\in P_j} x_i + \\sum_{i \\in N_j} x_i \\le |N_j|,$$
 
     so ``-tamejax.value(maxsat_mip(...))`` is the MaxSAT optimum and its gradient in ``c`` is
-    ``-(z*, x*)``: differentiating ``-value`` in ``w`` gives ``z*`` (the satisfaction vector of the
-    optimal assignment), exact wherever the optimum is unique.
+    ``-(z*, x*)``: differentiating ``-value`` in ``w`` gives ``z*`` (for ``w > 0`` the satisfaction
+    vector of the optimal assignment; where ``w_j = 0`` a satisfied clause may get ``z_j = 0``, still a
+    valid supergradient), exact wherever the optimum is unique.
 
     Args:
       clauses: ``m`` clauses of DIMACS literals (a list of sequences, or an int array ``(m, k)``).
@@ -208,7 +210,13 @@ def maxsat_mip(clauses: Any, num_vars: int, weights: Any = None, *, fixed: Any =
     A, b = _rows(cls, n)
     lb, ub = _bounds(f, m, n)
     xshape = (f.shape[:-1] if f is not None else ()) + (n,)
-    batch = jnp.broadcast_shapes(tuple(w.shape[:-1]), xshape[:-1])
+    try:
+        batch = jnp.broadcast_shapes(tuple(w.shape[:-1]), xshape[:-1])
+    except ValueError:
+        raise ValueError(
+            f"{where} arguments `weights` / `fixed`: expected broadcastable batch shapes, got {tuple(w.shape[:-1])} "
+            f"and {xshape[:-1]}"
+        ) from None
     c = jnp.concatenate(
         [-jnp.broadcast_to(jnp.asarray(w), batch + (m,)), jnp.zeros(batch + (n,), jnp.asarray(w).dtype)], -1
     )
@@ -222,7 +230,8 @@ def maxsat(clauses: Any, num_vars: int, *, fixed: Any = None, backend: str = "sc
     (\\text{the } z \\text{ part; the assignment } x \\text{ is auxiliary}),$$
 
     a ``SlicedOracle`` (sense ``"max"``) whose cost covers the ``m`` clause indicators. For
-    ``w >= 0``, ``z*`` is the satisfaction vector of an optimal assignment; a negative ``w_j``
+    ``w > 0``, ``z*`` is the satisfaction vector of an optimal assignment (a clause with ``w_j = 0``
+    may get ``z_j = 0`` even when satisfied); a negative ``w_j``
     (a perturbation, say) simply makes the solver leave ``z_j = 0``. The optimal assignment is
     ``oracle.full().solve(oracle.pad(w)).x[..., m:]`` (see ``maxsat_assign``). Use it with
     ``tamejax.estimators`` (e.g. ``fenchel_young_loss(oracle, w, clause_satisfaction(...), key)``)
@@ -243,7 +252,8 @@ def maxsat(clauses: Any, num_vars: int, *, fixed: Any = None, backend: str = "sc
       ValueError: as ``maxsat_mip``, and an unknown backend or option.
     """
     cls, n = _check_clauses("maxsat", clauses, num_vars)
-    problem = maxsat_mip(cls, n, fixed=fixed)
+    f = _check_fixed("maxsat", fixed, n)
+    problem = maxsat_mip(cls, n, fixed=f)
     return SlicedOracle(problem.replace(c=np.zeros(problem.c.shape)), len(cls), sense="max", backend=backend, **options)
 
 
@@ -263,6 +273,12 @@ def maxsat_assign(oracle: SlicedOracle, weights: Any) -> tuple[np.ndarray, np.nd
     """
     if not isinstance(oracle, SlicedOracle):
         raise ValueError(f"maxsat_assign argument `oracle`: expected the SlicedOracle of `maxsat`, got {oracle!r}")
+    shape = np.shape(weights)
+    if len(shape) < 1 or shape[-1] != oracle.num_costs:
+        raise ValueError(
+            f"maxsat_assign argument `weights`: expected shape (..., {oracle.num_costs}) (m = number of clauses), "
+            f"got {shape}"
+        )
     sol = oracle.full().solve(oracle.pad(weights))
     return np.asarray(sol.x)[..., oracle.num_costs :], np.asarray(sol.status)
 
@@ -284,7 +300,9 @@ def clause_satisfaction(clauses: Any, x: Any, num_vars: int | None = None) -> np
     """
     where = "clause_satisfaction"
     arr = np.asarray(x)
-    n = (arr.shape[-1] if arr.ndim else 0) if num_vars is None else num_vars
+    if arr.ndim < 1:
+        raise ValueError(f"{where} argument `x`: expected 0/1 assignments of shape (..., n), got shape {arr.shape}")
+    n = arr.shape[-1] if num_vars is None else num_vars
     cls, n = _check_clauses(where, clauses, n)
     xb = _check_assignments(where, arr, n)
     out = np.zeros(xb.shape[:-1] + (len(cls),))

@@ -146,7 +146,8 @@ def sudoku_units(n: int, group: str) -> list[np.ndarray]:
       ValueError: a bad ``n`` or an unknown ``group``.
     """
     n = _check_size("sudoku_units", n)
-    (group,) = _check_groups("sudoku_units", (group,))
+    if not isinstance(group, str) or group not in SUDOKU_GROUPS:
+        raise ValueError(f"sudoku_units argument `group`: expected one of {SUDOKU_GROUPS}, got {group!r}")
     b = math.isqrt(n)
     idx = np.arange(n * n).reshape(n, n)
     if group == "row":
@@ -235,7 +236,7 @@ def sudoku_mip(
         c = np.zeros(n**3) if lb is None else np.zeros(lb.shape)
     else:
         c = cost
-        shape = getattr(c, "shape", np.shape(c))
+        shape = c.shape if hasattr(c, "shape") else np.shape(c)
         if len(shape) < 1 or shape[-1] != n**3:
             raise ValueError(f"{where} argument `cost`: expected shape (..., {n**3}) (n^3), got {tuple(shape)}")
     return MIP(c, A_eq=A, b_eq=b, lb=0.0 if lb is None else lb, ub=1.0, integrality=True)
@@ -340,7 +341,7 @@ def sudoku_soft_mip(
         c = np.zeros(nv)
     else:
         c = cost
-        shape = getattr(c, "shape", np.shape(c))
+        shape = c.shape if hasattr(c, "shape") else np.shape(c)
         if len(shape) < 1 or shape[-1] != nv:
             raise ValueError(
                 f"{where} argument `cost`: expected shape (..., {nv}) (n^3 + groups + slacks), got {tuple(shape)}"
@@ -390,8 +391,9 @@ def sudoku_soft(
     Raises:
       ValueError: a bad ``n``, group name, board, backend or option.
     """
+    groups = _check_groups("sudoku_soft", groups)
     problem = sudoku_soft_mip(n, groups, givens=givens)
-    return SlicedOracle(problem, n**3 + len(tuple(groups)), sense="max", backend=backend, **options)
+    return SlicedOracle(problem, n**3 + len(groups), sense="max", backend=backend, **options)
 
 
 def sudoku_soft_encode(board: Any, groups: Sequence[str] = SUDOKU_GROUPS) -> np.ndarray:
@@ -441,13 +443,18 @@ def board_to_onehot(board: Any) -> np.ndarray:
     return onehot.reshape(b.shape[:-2] + (n**3,))
 
 
-def onehot_to_board(x: Any, n: int | None = None) -> np.ndarray:
-    """Boards from 0-1 encodings (or scores): the arg-max digit of each cell, ``0`` where all are ``0``.
+def onehot_to_board(x: Any, n: int | None = None, threshold: float | None = 0.5) -> np.ndarray:
+    """Boards from 0-1 encodings or scores: the arg-max digit of each cell.
+
+    With the default ``threshold = 0.5`` (for 0-1 encodings, e.g. solver output with round-off), a
+    cell whose largest entry is ``<= threshold`` is empty (``0``); with ``threshold=None`` every
+    cell gets its arg-max digit (for scores or logits of any sign).
 
     Args:
-      x: arrays ``(..., n^3)`` (NumPy or JAX), e.g. ``Oracle`` solutions; rows of ``NaN`` (no
-        solution) give all-zero boards.
+      x: arrays ``(..., n^3)`` (NumPy or JAX), e.g. ``Oracle`` solutions; ``NaN`` entries (no
+        solution) count as ``0``, so ``NaN`` rows give all-zero boards unless ``threshold=None``.
       n: board side; default inferred from ``x.shape[-1] = n^3``.
+      threshold: a cell is empty where its largest entry is ``<= threshold``; ``None``: never empty.
 
     Returns:
       An ``int64`` array ``(..., n, n)`` of digits ``0..n``.
@@ -466,7 +473,9 @@ def onehot_to_board(x: Any, n: int | None = None) -> np.ndarray:
         raise ValueError(f"{where} argument `x`: expected shape (..., {n**3}) (n^3 for n = {n}), got {arr.shape}")
     cells = np.nan_to_num(arr, nan=0.0).reshape(arr.shape[:-1] + (n, n, n))
     digit = cells.argmax(axis=-1) + 1
-    return np.where(cells.max(axis=-1) > 0.5, digit, 0).astype(np.int64)
+    if threshold is None:
+        return digit.astype(np.int64)
+    return np.where(cells.max(axis=-1) > float(threshold), digit, 0).astype(np.int64)
 
 
 def sudoku_violations(board: Any, groups: Sequence[str] = SUDOKU_GROUPS) -> np.ndarray:
