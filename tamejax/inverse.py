@@ -54,6 +54,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -372,7 +373,7 @@ def fit_constraints(
     progress: bool | Callable[[int, dict], None] = True,
     init: str | None = None,
     schedule: str = "cosine",
-    **loss_kwargs,
+    **loss_kwargs: Any,
 ) -> ConstraintFit:
     """Learn ``num_constraints`` constraints from ``(cost, solution)`` pairs with Adam.
 

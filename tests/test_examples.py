@@ -123,3 +123,30 @@ def test_learn_constraints_quick(tmp_path):
     assert out.is_file() and out.stat().st_size > 0
     assert "MIPLayer agrees" in proc.stdout, proc.stdout
     assert f"plot written to {out}" in proc.stdout, proc.stdout
+
+
+def test_sudoku_mip_layer_quick(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "sudoku.png"
+    proc = run_example("sudoku_mip_layer.py", "--quick", "--out", str(out), timeout=300.0)
+    assert out.is_file() and out.stat().st_size > 0
+    assert f"plot saved to {out}" in proc.stdout
+    row4 = re.search(r"^4x4\s+\d+\s+(\S+)%\s+(\S+)%\s+(\S+)%$", proc.stdout, flags=re.MULTILINE)
+    row9 = re.search(r"^9x9\s+\d+\s+-\s+-\s+(\S+)%$", proc.stdout, flags=re.MULTILINE)
+    assert row4 and row9, proc.stdout
+    for value in (*row4.groups(), *row9.groups()):
+        assert 0.0 <= float(value) <= 100.0, proc.stdout
+
+
+def test_maxsat_weights_quick(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "maxsat.png"
+    proc = run_example("maxsat_weights.py", "--quick", "--out", str(out), timeout=300.0)
+    assert out.is_file() and out.stat().st_size > 0
+    assert f"plot saved to {out}" in proc.stdout
+    rows = re.findall(
+        r"^(unweighted \(all 1\)|Fenchel-Young|optimality gap)\s+(\S+)%\s+(\S+)%", proc.stdout, flags=re.MULTILINE
+    )
+    assert [name for name, _, _ in rows] == ["unweighted (all 1)", "Fenchel-Young", "optimality gap"], proc.stdout
+    for _, reproduced, equal in rows:
+        assert 0.0 <= float(equal) <= float(reproduced) <= 100.0, proc.stdout

@@ -20,8 +20,10 @@ data-generation code; the random draws are ours, from ``numpy.random.default_rng
    ``a_i x <= b_i`` with ``b_i = a_i o_i - 0.2`` (a half-space at distance 0.2 from
    ``o_i``, not containing it).
 3. A random corner ``v in {0, 1}^n`` is drawn once; every constraint that ``v`` violates is
-   flipped in its own origin (``(a_i, 0.2) -> (-a_i, -0.2)``, i.e. ``-a_i x <= -a_i o_i -
-   0.2``), so ``v`` satisfies all constraints and the program is feasible for every ``c``.
+   flipped in its own origin (``(a_i, 0.2) -> (-a_i, -0.2)``, i.e. ``-a_i x <= -a_i o_i +
+   0.2``: the flipped half-space contains its origin with slack 0.2), so ``v`` satisfies all
+   constraints and the program is feasible for every ``c``. This flip rule is our reading of
+   the protocol; it has not been checked line by line against CombOptNet's code.
 4. Costs: ``c ~ U[-1, 1]^n`` i.i.d. (CombOptNet's ``positive_costs: false``).
 5. Labels: ``x*(c)`` solved exactly by complete enumeration of ``{0, 1}^16``
    (``tamejax.backends.enumeration``; ties, of probability zero for continuous costs, go
